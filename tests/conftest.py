@@ -1,0 +1,31 @@
+"""Shared fixtures. Models load once per test session: the tiny random model (real SmolLM2 tokenizer, random
+weights, loads in well under a second) for shape and plumbing tests, the real SmolLM2-135M-Instruct for the
+few tests that need real behaviour (marked `slow`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_and_tokenizer() -> tuple[Any, Any]:
+    from ajet.core.models import build_tiny_model
+
+    return build_tiny_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    from ajet.core.models import resolve_model
+
+    return resolve_model("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def smollm2_model_and_tokenizer(smollm2_dir: Path) -> tuple[Any, Any]:
+    from ajet.core.models import load_model
+
+    return load_model(str(smollm2_dir))
