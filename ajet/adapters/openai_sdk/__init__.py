@@ -1,0 +1,51 @@
+"""The `openai_sdk` plugin: the raw OpenAI SDK client, and base_url + api_key for any HTTP client.
+
+    client = tuner.as_raw_openai_sdk_client()          # openai.AsyncOpenAI, in-process, bound to this episode
+    base_url, api_key = tuner.as_oai_baseurl_apikey()  # loopback HTTP: curl, requests, a subprocess, any language
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ajet.core.adapter import Adapter
+from ajet.core.handle import ModelHandle
+from ajet.core.hookspecs import hookimpl
+
+
+class OpenAIBaseUrlApiKey(NamedTuple):
+    """Unpacks as `base_url, api_key`; `.model` is the name to put in requests."""
+
+    base_url: str
+    api_key: str
+    model: str = "ajet-policy"
+
+
+def make_openai_client(handle: ModelHandle, **client_kwargs: Any) -> Any:
+    return handle.openai_client(**client_kwargs)
+
+
+def make_base_url_api_key(handle: ModelHandle) -> OpenAIBaseUrlApiKey:
+    return OpenAIBaseUrlApiKey(handle.base_url, handle.api_key, handle.model_name)
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(
+        Adapter(
+            name="openai_sdk",
+            make_model=make_openai_client,
+            method_names=("as_raw_openai_sdk_client", "as_openai_sdk_model"),
+            requires=("openai",),
+            extra="openai",
+            description="openai.AsyncOpenAI bound to the episode (in-process)",
+        )
+    )
+    register(
+        Adapter(
+            name="http",
+            make_model=make_base_url_api_key,
+            method_names=("as_oai_baseurl_apikey",),
+            description="base_url + api_key on loopback HTTP, for any OpenAI-compatible client",
+        )
+    )

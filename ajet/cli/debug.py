@@ -1,0 +1,154 @@
+"""`ajet debug -c CONFIG`: run the workflow on a few tasks without training, and show what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ajet.core.config import AjetConfig, ConfigError, load_config
+from ajet.core.loading import load_workflow_factory
+from ajet.core.plugins import PluginError
+from ajet.core.rollout import RolloutExecutor
+from ajet.core.runtime import build_runtime
+from ajet.core.store.base import Store
+from ajet.core.tasks import load_tasks
+from ajet.core.types import Episode, EpisodeStatus, LabeledTask
+from ajet.core.workflow import Workflow
+
+STATUS_STYLE = {
+    EpisodeStatus.OK: "green",
+    EpisodeStatus.FAILED: "red",
+    EpisodeStatus.TIMED_OUT: "yellow",
+}
+
+
+def debug_command(
+    config_path: Path = typer.Option(..., "--config", "-c", help="the run's YAML config"),
+    tasks: int | None = typer.Option(None, "--tasks", "-n", min=1, help="run only the first N tasks"),
+    split: str = typer.Option("train", help="which data split to take tasks from: train or val"),
+    group_size: int | None = typer.Option(None, "--group-size", "-g", min=1, help="episodes per task"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write the trajectories as JSONL here"),
+    store: str | None = typer.Option(None, help="'memory' or a SQLite path (default: <run_dir>/ajet.sqlite)"),
+    strict: bool = typer.Option(False, help="exit with status 1 if any episode failed or timed out"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show log messages"),
+) -> None:
+    """Run the workflow without training: a progress bar, then a table of episodes (reward, status, calls,
+    tokens)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    console = Console()
+    overrides: dict[str, object] = {}
+    if group_size is not None:
+        overrides["rollout.group_size"] = group_size
+    if store is not None:
+        overrides["store"] = store
+    try:
+        config = load_config(config_path, overrides)
+        make_workflow = load_workflow_factory(config)
+        task_list = _load_split(config, split, tasks)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+    try:
+        episodes = asyncio.run(_run(config, make_workflow, task_list, console, out))
+    except (ConfigError, PluginError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if strict and any(e.status != EpisodeStatus.OK for e in episodes):
+        raise typer.Exit(1)
+
+
+def _load_split(config: AjetConfig, split: str, limit: int | None) -> list[LabeledTask]:
+    if split not in ("train", "val"):
+        raise ConfigError(f"--split must be 'train' or 'val', not {split!r}")
+    spec = getattr(config.data, split)
+    if spec is None:
+        raise ConfigError(f"data.{split}: no task source configured; add one, e.g. data: {{{split}: {{path: ...}}}}")
+    task_list = load_tasks(spec, config.base_dir)
+    if not task_list:
+        raise ConfigError(f"data.{split}: the task source produced no tasks")
+    return task_list[:limit] if limit else task_list
+
+
+async def _run(
+    config: AjetConfig,
+    make_workflow: Callable[[], Workflow],
+    tasks: list[LabeledTask],
+    console: Console,
+    out: Path | None,
+) -> list[Episode]:
+    with console.status(f"starting engine '{config.engine.kind}' with model {config.model.path} ..."):
+        runtime = await build_runtime(config)
+    try:
+        executor = RolloutExecutor(runtime, make_workflow)
+        total = len(tasks) * executor.settings.group_size
+        columns = (
+            TextColumn("[bold]episodes"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("episodes", total=total, summary="")
+            counts = {status: 0 for status in STATUS_STYLE}
+            rewards: list[float] = []
+
+            def on_done(episode: Episode) -> None:
+                counts[episode.status] += 1
+                if episode.reward is not None:
+                    rewards.append(episode.reward)
+                mean = f"reward {sum(rewards) / len(rewards):.3f}" if rewards else "reward -"
+                summary = f"{mean}  ok {counts[EpisodeStatus.OK]}  failed {counts[EpisodeStatus.FAILED]}"
+                summary += f"  timed out {counts[EpisodeStatus.TIMED_OUT]}"
+                progress.update(bar, advance=1, summary=summary)
+
+            episodes = await executor.run(tasks, on_done=on_done)
+        console.print(episode_table(episodes, runtime.store))
+        _print_errors(console, episodes)
+        if out is not None:
+            written = runtime.store.export_jsonl(out, run_id=runtime.run_id)
+            console.print(f"wrote {written} trajectories to {out}")
+        console.print(f"run {runtime.run_id} recorded in {runtime.config.store or runtime.run_dir / 'ajet.sqlite'}")
+        return episodes
+    finally:
+        await runtime.close()
+
+
+def episode_table(episodes: list[Episode], store: Store) -> Table:
+    table = Table(title="episodes")
+    for column in ("task", "#", "status", "reward", "success", "calls", "prompt tok", "completion tok", "time s"):
+        table.add_column(column, justify="right" if column not in ("task", "status") else "left")
+    for episode in episodes:
+        calls = store.calls(episode.episode_id)
+        prompt_tokens = sum(len(c.prompt_ids or []) for c in calls)
+        completion_tokens = sum(len(c.completion_ids or []) for c in calls)
+        style = STATUS_STYLE.get(episode.status, "")
+        table.add_row(
+            episode.task_id,
+            str(episode.repeat_index),
+            f"[{style}]{episode.status}[/{style}]",
+            "-" if episode.reward is None else f"{episode.reward:.3f}",
+            "-" if episode.is_success is None else ("yes" if episode.is_success else "no"),
+            str(len(calls)),
+            str(prompt_tokens),
+            str(completion_tokens),
+            "-" if episode.duration_s is None else f"{episode.duration_s:.1f}",
+        )
+    return table
+
+
+def _print_errors(console: Console, episodes: list[Episode]) -> None:
+    failed = [e for e in episodes if e.status != EpisodeStatus.OK]
+    for episode in failed[:5]:
+        console.print(f"[red]{episode.task_id}#{episode.repeat_index} {episode.status}:[/red] {episode.error}")
+        if episode.traceback:
+            console.print(episode.traceback.rstrip().splitlines()[-1], style="dim")
+    if len(failed) > 5:
+        console.print(f"... and {len(failed) - 5} more; see the store or --out for all errors")

@@ -1,0 +1,25 @@
+"""The `ajet` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from ajet.cli import debug, plugins
+
+app = typer.Typer(
+    name="ajet",
+    help="Train the LLM inside your agent with reinforcement learning, whatever its framework.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("debug")(debug.debug_command)
+app.command("plugins")(plugins.plugins_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

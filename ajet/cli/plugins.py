@@ -1,0 +1,56 @@
+"""`ajet plugins`: what was discovered, from which package, and whether its framework is installed."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ajet.core.plugins import PluginError, load_registry
+
+
+def plugins_command(
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+) -> None:
+    """List adapters, engines and tool-call parsers found through the 'ajet' entry-point group."""
+    console = Console()
+    try:
+        registry = load_registry()
+    except PluginError as exc:
+        console.print(f"[red]plugin error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    adapters = []
+    for name, registered in sorted(registry.adapters.items()):
+        adapter = registered.value
+        missing = adapter.missing_modules()
+        adapters.append(
+            {
+                "name": name,
+                "methods": list(adapter.tuner_methods()),
+                "package": registered.source.package,
+                "version": registered.source.version,
+                "installed": not missing,
+                "install": adapter.install_hint() if missing else None,
+                "description": adapter.description,
+            }
+        )
+    others = {
+        "engines": sorted(registry.engines),
+        "tool_parsers": sorted(registry.tool_parsers),
+        "task_sources": sorted(registry.task_sources),
+    }
+    if as_json:
+        typer.echo(json.dumps({"adapters": adapters, **others}, indent=2))
+        return
+    table = Table(title="ajet adapters")
+    for column in ("adapter", "tuner methods", "from package", "framework installed"):
+        table.add_column(column)
+    for row in adapters:
+        installed = "[green]yes[/green]" if row["installed"] else f"[yellow]no[/yellow]: {row['install']}"
+        package = f"{row['package']} {row['version']}" if row["package"] else "(registered directly)"
+        table.add_row(row["name"], ", ".join(f"{m}()" for m in row["methods"]), package, installed)
+    console.print(table)
+    for title, names in others.items():
+        console.print(f"[bold]{title.replace('_', ' ')}:[/bold] {', '.join(names) or '(none)'}")

@@ -1,0 +1,37 @@
+"""What a framework adapter is: a name, the pip extra that installs its framework, and one factory that turns a
+tuner's `ModelHandle` into the framework's native model object (or client, or base_url + api_key)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Adapter:
+    #: the value of `framework:` in a config and of `tuner.as_model(framework=...)`
+    name: str
+    #: `make_model(handle, **framework_kwargs)` -> the framework's native model object
+    make_model: Callable[..., Any]
+    #: tuner methods that call this adapter; default `as_<name>_model`
+    method_names: tuple[str, ...] = ()
+    #: modules that must be importable for the framework to work (checked without importing them)
+    requires: tuple[str, ...] = ()
+    #: the extra that installs the framework: `pip install 'ajet[<extra>]'`
+    extra: str | None = None
+    description: str = ""
+    #: keyword arguments of `tuner.as_*` that the tuner consumes itself (agent identity), never passed on
+    handle_kwargs: tuple[str, ...] = field(default=("agent_name", "target_tag", "debug_model"), repr=False)
+
+    def tuner_methods(self) -> tuple[str, ...]:
+        return self.method_names or (f"as_{self.name}_model",)
+
+    def missing_modules(self) -> list[str]:
+        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+
+    def install_hint(self) -> str:
+        if self.extra:
+            return f"pip install 'ajet[{self.extra}]'"
+        return "pip install " + " ".join(self.requires)

@@ -1,0 +1,49 @@
+"""The built-in engines and tool-call parsers, registered through the same hooks a third-party plugin uses
+(entry point `core` in the `ajet` group of this project's pyproject.toml)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ajet.core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from ajet.core.config import AjetConfig
+
+
+def transformers_engine(config: AjetConfig) -> Any:
+    """In-process transformers: trainable, batches concurrent requests."""
+    from ajet.core.engines.transformers_engine import TransformersEngine
+
+    return TransformersEngine.from_spec(
+        config.model.path,
+        dtype=config.model.dtype,
+        device=config.model.device,
+        model_name=config.model.served_name,
+        max_batch_size=config.engine.max_batch_size,
+        batch_wait_ms=config.engine.batch_wait_ms,
+    )
+
+
+def openai_endpoint(config: AjetConfig) -> Any:
+    """Any OpenAI-compatible endpoint: for debugging a workflow against a hosted or local server model."""
+    from ajet.core.gateway.backends import OpenAIChatBackend
+
+    engine = config.engine
+    api_key = engine.api_key or (os.environ.get(engine.api_key_env) if engine.api_key_env else None) or "none"
+    return OpenAIChatBackend(base_url=engine.base_url or "", api_key=api_key, model=engine.remote_model or "")
+
+
+@hookimpl
+def register_engines(register: Any) -> None:
+    register("transformers", transformers_engine)
+    register("openai", openai_endpoint)
+
+
+@hookimpl
+def register_tool_parsers(register: Any) -> None:
+    from ajet.core.gateway.tool_parsers import BUILTIN_TOOL_PARSERS
+
+    for name, parser_class in BUILTIN_TOOL_PARSERS.items():
+        register(name, parser_class)

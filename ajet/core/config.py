@@ -1,0 +1,197 @@
+"""The run configuration: YAML validated by pydantic (`extra="forbid"`).
+
+Every field has a description that says what to write; `load_config` turns pydantic's errors into messages that
+name the field (`rollout.group_size`), say what was wrong, and say what to write instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from ajet.core.tasks import TaskSourceSpec
+from ajet.core.types import SamplingParams
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message meant for the person who wrote the YAML."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkflowConfig(_Section):
+    path: str = Field(description="the workflow class, as 'package.module:MyWorkflow' or 'workflow.py:MyWorkflow'")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments for the workflow class (its pydantic fields)"
+    )
+
+
+class ModelConfig(_Section):
+    path: str = Field(
+        "smollm2-135m-instruct",
+        description="a Hugging Face model directory, a hub id, a .gguf file, or 'smollm2-135m-instruct'",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="float32, bfloat16 or float16")
+    device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:N'")
+    served_name: str = Field("ajet-policy", description="the model name the gateway reports in /v1/models")
+
+
+class EngineConfig(_Section):
+    kind: str = Field(
+        "transformers",
+        description="'transformers' (in-process, trainable), 'openai' (any OpenAI-compatible endpoint, debugging "
+        "only), or an engine a plugin registers",
+    )
+    max_batch_size: int = Field(32, ge=1, description="most requests decoded together, e.g. 32")
+    batch_wait_ms: float = Field(2.0, ge=0, description="how long to wait for more requests before a batch, e.g. 2")
+    base_url: str | None = Field(None, description="for kind 'openai': the endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key: str | None = Field(None, description="for kind 'openai': the API key (or use api_key_env)")
+    api_key_env: str | None = Field(None, description="for kind 'openai': environment variable holding the key")
+    remote_model: str | None = Field(None, description="for kind 'openai': the model name to ask the endpoint for")
+    options: dict[str, Any] = Field(default_factory=dict, description="options for an engine a plugin registers")
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> EngineConfig:
+        if self.kind == "openai":
+            if not self.base_url:
+                raise ValueError("kind 'openai' needs base_url, e.g. base_url: http://127.0.0.1:8000/v1")
+            if not self.remote_model:
+                raise ValueError("kind 'openai' needs remote_model, the model name the endpoint serves")
+        return self
+
+
+class RolloutConfig(_Section):
+    group_size: int = Field(4, ge=1, le=1024, description="episodes per task (a GRPO group), e.g. 4")
+    max_concurrency: int = Field(8, ge=1, le=4096, description="episodes running at once, e.g. 8")
+    episode_timeout_s: float = Field(300.0, gt=0, description="seconds before a running episode is timed out")
+    sampling: SamplingParams = Field(
+        default_factory=SamplingParams,
+        description="defaults for every LLM call: temperature, top_p, max_tokens, stop, seed",
+    )
+
+
+class GatewayConfig(_Section):
+    host: str = Field("127.0.0.1", description="loopback address for the HTTP gateway")
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    http: bool = Field(True, description="also serve on loopback HTTP (for tuner.as_oai_baseurl_apikey())")
+    allow_remote: bool = Field(False, description="set true to bind a non-loopback host (keys still required)")
+    max_request_bytes: int = Field(4_000_000, ge=1024, description="largest accepted request body, in bytes")
+    tool_parser: str = Field("hermes", description="how tool calls are parsed from completions: 'hermes', 'none'")
+
+
+class DataConfig(_Section):
+    train: TaskSourceSpec | None = Field(None, description="where training tasks come from (kind: file, ...)")
+    val: TaskSourceSpec | None = Field(None, description="held-out tasks for validation")
+
+
+class AjetConfig(_Section):
+    name: str = Field("ajet-run", description="a name for the run; the run directory defaults to runs/<name>")
+    workflow: WorkflowConfig = Field(
+        description="the workflow class, as 'package.module:MyWorkflow' or 'workflow.py:MyWorkflow' "
+        "(or a mapping with path and args)"
+    )
+    framework: str | None = Field(None, description="default adapter for tuner.as_model(), e.g. openai_sdk")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    run_dir: str | None = Field(None, description="where the store and outputs go; default runs/<name>")
+    store: str | None = Field(None, description="'memory', a SQLite file path, or empty for <run_dir>/ajet.sqlite")
+    seed: int = Field(0, description="seed for task order and sampling")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("workflow", mode="before")
+    @classmethod
+    def _workflow_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @property
+    def base_dir(self) -> Path:
+        """The config file's directory: relative paths in the config are resolved against it."""
+        return self._base_dir
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "config") -> AjetConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    try:
+        config = AjetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    config._base_dir = (base_dir or Path.cwd()).resolve()
+    return config
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AjetConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    return parse_config(data, base_dir=path.parent, source=str(path))
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"])
+        lines.append(f"  - {location or '(top level)'}: {_explain(error)}")
+    return "\n".join(lines)
+
+
+def _explain(error: Any) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return f"unknown setting.{hint} Allowed here: {', '.join(allowed)}."
+    field = _field_at(loc)
+    what = f" Write {field.description}." if field is not None and field.description else ""
+    got = f" (you wrote {error['input']!r})" if kind != "missing" and "input" in error else ""
+    if kind == "missing":
+        return f"required setting is missing.{what}"
+    return f"{error['msg']}{got}.{what}"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = AjetConfig
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    if not loc:
+        return None
+    parent = _model_at(loc[:-1])
+    if parent is None or not isinstance(loc[-1], str):
+        return None
+    return parent.model_fields.get(loc[-1])

@@ -1,0 +1,102 @@
+"""`Runtime`: everything a run needs, built from a config: plugins, store, engine, gateway.
+
+    async with Runtime.start(config) as runtime:
+        episodes = await RolloutExecutor(runtime, ...).run(tasks)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ajet.core.config import AjetConfig
+from ajet.core.engines.base import InferenceEngine
+from ajet.core.gateway.app import Gateway
+from ajet.core.gateway.backends import ChatBackend, EngineChatBackend
+from ajet.core.gateway.render import ChatRenderer
+from ajet.core.plugins import PluginRegistry, load_registry
+from ajet.core.store import open_store
+from ajet.core.store.base import Store
+
+
+def new_run_id() -> str:
+    return time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class Runtime:
+    config: AjetConfig
+    registry: PluginRegistry
+    store: Store
+    backend: ChatBackend
+    gateway: Gateway
+    engine: InferenceEngine | None
+    run_dir: Path
+    run_id: str = field(default_factory=new_run_id)
+
+    @classmethod
+    def start(
+        cls,
+        config: AjetConfig,
+        *,
+        registry: PluginRegistry | None = None,
+        store: Store | None = None,
+        engine: InferenceEngine | None = None,
+    ) -> _RuntimeContext:
+        return _RuntimeContext(config, registry, store, engine)
+
+    async def close(self) -> None:
+        await self.gateway.stop_http()
+        if self.engine is not None:
+            await self.engine.aclose()
+        self.store.close()
+
+
+class _RuntimeContext:
+    """`async with Runtime.start(config) as runtime:` builds the runtime and always tears it down."""
+
+    def __init__(self, config: AjetConfig, registry: Any, store: Any, engine: Any) -> None:
+        self._args = (config, registry, store, engine)
+        self._runtime: Runtime | None = None
+
+    async def __aenter__(self) -> Runtime:
+        self._runtime = await build_runtime(*self._args)
+        return self._runtime
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runtime is not None:
+            await self._runtime.close()
+
+
+async def build_runtime(
+    config: AjetConfig,
+    registry: PluginRegistry | None = None,
+    store: Store | None = None,
+    engine: InferenceEngine | None = None,
+) -> Runtime:
+    registry = registry or load_registry()
+    run_dir = config.resolved_run_dir()
+    store = store or open_store(config.store, run_dir)
+    parser = registry.tool_parser_factory(config.gateway.tool_parser)()
+    produced: Any = engine if engine is not None else registry.engine_factory(config.engine.kind)(config)
+    if isinstance(produced, InferenceEngine):
+        engine = produced
+        backend: ChatBackend = EngineChatBackend(
+            engine, ChatRenderer(engine.tokenizer), parser, default_sampling=config.rollout.sampling
+        )
+    elif isinstance(produced, ChatBackend):
+        engine, backend = None, produced
+    else:
+        raise TypeError(f"engine {config.engine.kind!r} produced {produced!r}: expected an engine or chat backend")
+    gateway = Gateway(
+        backend, store, max_request_bytes=config.gateway.max_request_bytes, model_name=config.model.served_name
+    )
+    if config.gateway.http:
+        await gateway.start_http(config.gateway.host, config.gateway.port, allow_remote=config.gateway.allow_remote)
+    return Runtime(
+        config=config, registry=registry, store=store, backend=backend, gateway=gateway, engine=engine,
+        run_dir=run_dir,
+    )
