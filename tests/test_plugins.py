@@ -94,7 +94,7 @@ def write_plugin_package(root: Path) -> None:
 
 def test_ajet_plugins_shows_a_third_party_plugin(tmp_path: Path) -> None:
     write_plugin_package(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
     result = subprocess.run(
         [sys.executable, "-m", "ajet.cli.main", "plugins", "--json"], capture_output=True, text=True, env=env
     )

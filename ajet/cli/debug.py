@@ -53,12 +53,12 @@ def debug_command(
         make_workflow = load_workflow_factory(config)
         task_list = _load_split(config, split, tasks)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}")
+        console.print(f"[red]configuration error[/red]\n{exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     try:
         episodes = asyncio.run(_run(config, make_workflow, task_list, console, out))
     except (ConfigError, PluginError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     if strict and any(e.status != EpisodeStatus.OK for e in episodes):
         raise typer.Exit(1)

@@ -40,6 +40,8 @@ def plugins_command(
         "engines": sorted(registry.engines),
         "tool_parsers": sorted(registry.tool_parsers),
         "task_sources": sorted(registry.task_sources),
+        "judgers": sorted(registry.judgers),
+        "algorithms": sorted(registry.algorithms),
     }
     if as_json:
         typer.echo(json.dumps({"adapters": adapters, **others}, indent=2))

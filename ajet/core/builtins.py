@@ -42,6 +42,14 @@ def register_engines(register: Any) -> None:
 
 
 @hookimpl
+def register_judgers(register: Any) -> None:
+    from ajet.core.judgers import BUILTIN_JUDGERS
+
+    for name, judger in BUILTIN_JUDGERS.items():
+        register(name, judger)
+
+
+@hookimpl
 def register_tool_parsers(register: Any) -> None:
     from ajet.core.gateway.tool_parsers import BUILTIN_TOOL_PARSERS
 

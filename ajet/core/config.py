@@ -90,6 +90,67 @@ class DataConfig(_Section):
     val: TaskSourceSpec | None = Field(None, description="held-out tasks for validation")
 
 
+class LoraConfig(_Section):
+    enabled: bool = Field(False, description="true to train LoRA adapters instead of every weight")
+    r: int = Field(16, ge=1, description="LoRA rank, e.g. 16")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha, e.g. 32")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout, e.g. 0.0")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names to adapt, e.g. [q_proj, v_proj]",
+    )
+
+
+class LoggingConfig(_Section):
+    tensorboard: bool = Field(True, description="write TensorBoard curves to <run_dir>/tensorboard")
+    wandb: bool = Field(False, description="also log to Weights & Biases (when installed)")
+    wandb_project: str = Field("ajet", description="the W&B project name")
+
+
+class TrainConfig(_Section):
+    algorithm: Literal["grpo", "sft"] = Field("grpo", description="'grpo' (RL from rewards) or 'sft' (imitate)")
+    advantage_estimator: str = Field("grpo", description="grpo, dr_grpo, rloo or reinforce_pp_baseline")
+    policy_loss: str = Field("ppo_clip", description="ppo_clip, gspo or pg")
+    loss_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the policy loss, e.g. {clip_low: 0.2, clip_high: 0.28}"
+    )
+    aggregation: str = Field("token_mean", description="token_mean, seq_mean_token_mean or seq_mean_token_sum")
+    kl_coef: float = Field(0.0, ge=0, description="weight of the KL penalty to the initial policy, e.g. 0.001")
+    kl_estimator: str = Field("k3", description="k1, k2 or k3")
+    episode_weighting: bool = Field(True, description="weight samples so long episodes do not dominate")
+    steps: int = Field(10, ge=1, description="optimizer rounds (each: rollouts, then updates), e.g. 20")
+    tasks_per_step: int = Field(8, ge=1, description="tasks per step; each runs rollout.group_size episodes")
+    ppo_epochs: int = Field(1, ge=1, description="passes over each step's samples, e.g. 1")
+    mini_batches: int = Field(1, ge=1, description="optimizer steps per pass, e.g. 1")
+    micro_batch_tokens: int = Field(4096, ge=64, description="padded tokens per forward pass, e.g. 4096")
+    lr: float = Field(1e-5, gt=0, description="learning rate, e.g. 1e-5 (full) or 1e-4 (LoRA)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay, e.g. 0.0")
+    warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warmup")
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="constant, linear, cosine")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="floor of linear/cosine decay, as a share of lr")
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm, e.g. 1.0")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    skip_zero_advantage: bool = Field(True, description="drop samples whose advantage is 0 (no gradient)")
+    val_every: int = Field(0, ge=0, description="validate every N steps (0: only at the start and end)")
+    val_tasks: int | None = Field(None, ge=1, description="how many held-out tasks to validate on (all if empty)")
+    val_temperature: float = Field(0.0, ge=0, description="sampling temperature for validation (0: greedy)")
+    checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="how many recent checkpoints to keep")
+    max_time_s: float | None = Field(None, gt=0, description="stop after this many seconds of training")
+    demonstrations: str | None = Field(
+        None, description="for sft: a JSONL file of trajectories (ajet debug --out) to imitate"
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+class JudgerConfig(_Section):
+    path: str = Field(
+        description="'exact_match', 'numeric_match', 'llm_judge', or your own 'module:fn' / 'file.py:fn'"
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the judger")
+
+
 class AjetConfig(_Section):
     name: str = Field("ajet-run", description="a name for the run; the run directory defaults to runs/<name>")
     workflow: WorkflowConfig = Field(
@@ -102,11 +163,28 @@ class AjetConfig(_Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    judger: JudgerConfig | None = Field(None, description="scores episodes whose workflow returns reward=None")
+    trainable_targets: list[str] | None = Field(
+        None, description="override the workflow's trainable_targets, e.g. [werewolf]"
+    )
     run_dir: str | None = Field(None, description="where the store and outputs go; default runs/<name>")
     store: str | None = Field(None, description="'memory', a SQLite file path, or empty for <run_dir>/ajet.sqlite")
     seed: int = Field(0, description="seed for task order and sampling")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("judger", mode="before")
+    @classmethod
+    def _judger_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("trainable_targets")
+    @classmethod
+    def _targets_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("[] would train nothing; leave it out to train every agent, or list tags to train")
+        return value
 
     @field_validator("workflow", mode="before")
     @classmethod

@@ -35,5 +35,16 @@ def register_tool_parsers(register: Callable[[str, Callable[[], Any]], None]) ->
 
 
 @hookspec
+def register_judgers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register judgers by name: `register("name", fn_or_class)`; see `ajet.core.judgers`."""
+
+
+@hookspec
+def register_algorithms(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
+    """Register trainer functions: `register(kind, name, fn)` with kind one of "advantage_estimator",
+    "policy_loss", "aggregation", "kl_estimator" (see `ajet.trainer.algorithms`)."""
+
+
+@hookspec
 def register_task_sources(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register procedural task generators by name: `register("name", fn)`; `fn(**kwargs)` yields tasks."""

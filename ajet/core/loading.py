@@ -20,8 +20,8 @@ def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
         raise ConfigError(f"workflow.path: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Workflow)):
         raise ConfigError(
-            f"workflow.path: {config.workflow.path!r} is {cls!r}, not a subclass of ajet.Workflow. "
-            "Point it at your `class MyWorkflow(Workflow)`."
+            f"workflow.path: {config.workflow.path!r} is not a subclass of ajet.Workflow "
+            f"(it is a {type(cls).__name__}). Point it at your `class MyWorkflow(Workflow)`."
         )
     args = dict(config.workflow.args)
     try:

@@ -50,6 +50,9 @@ class PluginRegistry:
     engines: dict[str, Registered] = field(default_factory=dict)
     tool_parsers: dict[str, Registered] = field(default_factory=dict)
     task_sources: dict[str, Registered] = field(default_factory=dict)
+    judgers: dict[str, Registered] = field(default_factory=dict)
+    #: (kind, name) -> function, for the trainer's algorithm registries
+    algorithms: dict[str, Registered] = field(default_factory=dict)
 
     def adapter(self, name: str) -> Adapter:
         try:
@@ -141,6 +144,8 @@ def collect_registry(pm: pluggy.PluginManager) -> PluginRegistry:
     run("register_engines", registry.engines, lambda name, factory: (name, factory))
     run("register_tool_parsers", registry.tool_parsers, lambda name, factory: (name, factory))
     run("register_task_sources", registry.task_sources, lambda name, fn: (name, fn))
+    run("register_judgers", registry.judgers, lambda name, fn: (name, fn))
+    run("register_algorithms", registry.algorithms, lambda kind, name, fn: (f"{kind}:{name}", fn))
     _check_method_clashes(registry)
     return registry
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ajet.core.judgers import judge_episode
 from ajet.core.runtime import Runtime
 from ajet.core.tuner import AjetTuner
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask, WorkflowOutput, WorkflowTask, new_id
@@ -44,7 +45,10 @@ class RolloutExecutor:
         self.make_workflow = make_workflow
         rollout = runtime.config.rollout
         self.settings = settings or RolloutSettings(
-            rollout.group_size, rollout.max_concurrency, rollout.episode_timeout_s
+            rollout.group_size,
+            rollout.max_concurrency,
+            rollout.episode_timeout_s,
+            trainable_targets=runtime.config.trainable_targets,
         )
 
     async def run(
@@ -100,6 +104,8 @@ class RolloutExecutor:
                 workflow.execute(workflow_task, tuner), self.settings.episode_timeout_s
             )
             output = _check_output(output)
+            if output.reward is None and self.runtime.judge is not None:
+                output = await judge_episode(self.runtime.judge, episode.task, output)
         except TimeoutError:
             return self._finish(
                 episode,

@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ajet.core.config import AjetConfig
+from ajet.core.config import AjetConfig, ConfigError
 from ajet.core.engines.base import InferenceEngine
 from ajet.core.gateway.app import Gateway
 from ajet.core.gateway.backends import ChatBackend, EngineChatBackend
 from ajet.core.gateway.render import ChatRenderer
+from ajet.core.judgers import Judge, make_judge
 from ajet.core.plugins import PluginRegistry, load_registry
 from ajet.core.store import open_store
 from ajet.core.store.base import Store
+from ajet.core.tasks import import_object
 
 
 def new_run_id() -> str:
@@ -35,6 +37,7 @@ class Runtime:
     gateway: Gateway
     engine: InferenceEngine | None
     run_dir: Path
+    judge: Judge | None = None
     run_id: str = field(default_factory=new_run_id)
 
     @classmethod
@@ -78,6 +81,7 @@ async def build_runtime(
     engine: InferenceEngine | None = None,
 ) -> Runtime:
     registry = registry or load_registry()
+    judge = load_judge(config, registry)
     run_dir = config.resolved_run_dir()
     store = store or open_store(config.store, run_dir)
     parser = registry.tool_parser_factory(config.gateway.tool_parser)()
@@ -99,4 +103,24 @@ async def build_runtime(
     return Runtime(
         config=config, registry=registry, store=store, backend=backend, gateway=gateway, engine=engine,
         run_dir=run_dir,
+        judge=judge,
     )
+
+
+def load_judge(config: AjetConfig, registry: PluginRegistry) -> Judge | None:
+    """The configured judger, from the plugin registry by name or imported from 'module:fn' / 'file.py:fn'."""
+    if config.judger is None:
+        return None
+    path = config.judger.path
+    if path in registry.judgers:
+        target = registry.judgers[path].value
+    else:
+        try:
+            target = import_object(path, config.base_dir)
+        except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:
+            known = ", ".join(sorted(registry.judgers))
+            raise ConfigError(f"judger.path: {exc}. Built-in and plugin judgers: {known}") from None
+    try:
+        return make_judge(target, dict(config.judger.args))
+    except TypeError as exc:
+        raise ConfigError(f"judger.args do not fit {path!r}: {exc}") from None

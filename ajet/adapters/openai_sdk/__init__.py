@@ -6,19 +6,25 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from ajet.core.adapter import Adapter
 from ajet.core.handle import ModelHandle
 from ajet.core.hookspecs import hookimpl
 
 
-class OpenAIBaseUrlApiKey(NamedTuple):
-    """Unpacks as `base_url, api_key`; `.model` is the name to put in requests."""
+@dataclass(frozen=True)
+class OpenAIBaseUrlApiKey:
+    """Unpacks as `base_url, api_key = ...`; `.model` is the model name to put in requests."""
 
     base_url: str
     api_key: str
     model: str = "ajet-policy"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.base_url, self.api_key))
 
 
 def make_openai_client(handle: ModelHandle, **client_kwargs: Any) -> Any:
