@@ -52,7 +52,7 @@ class Runtime:
         return _RuntimeContext(config, registry, store, engine)
 
     async def close(self) -> None:
-        await self.gateway.stop_http()
+        await self.gateway.aclose()
         if self.engine is not None:
             await self.engine.aclose()
         self.store.close()

@@ -1,0 +1,117 @@
+"""API keys: each one is bound to one agent in one episode, and that binding is the only place a request's
+episode comes from, so a request can only ever write into the record of its own episode.
+
+Also the small per-episode state the gateway keeps while an episode runs: the call sequence counter, and the
+raw completion text behind each tool call it returned (so that the next prompt shows the model exactly what
+it wrote, not a re-rendering of the parsed call). `revoke_episode` drops all of it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEY_PREFIX = "ajet-"
+# Raw completions remembered per episode; an episode with more tool-calling turns than this renders the oldest
+# ones from the parsed calls instead (same markup, possibly different whitespace).
+MAX_REMEMBERED_COMPLETIONS = 512
+
+
+class OpenAIEndpoint(BaseModel):
+    """Any OpenAI-compatible Chat Completions endpoint, e.g. for the `debug_model` of an agent that is not
+    trained."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(
+        min_length=1, description="e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1"
+    )
+    api_key: str = Field("none", repr=False)
+    model: str = Field(min_length=1)
+
+
+class KeyBinding(BaseModel):
+    """Who a key speaks for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    episode_id: str
+    agent_name: str = "default"
+    target_tag: str = "default"
+    trainable: bool = True
+    # For an agent that is not trained: serve it from this endpoint instead of the policy.
+    debug_endpoint: OpenAIEndpoint | None = None
+
+
+class _EpisodeState:
+    __slots__ = ("completions", "keys", "next_seq")
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.next_seq = 0
+        # tool call id -> the raw completion text of the response that returned it
+        self.completions: OrderedDict[str, str] = OrderedDict()
+
+
+class KeyRegistry:
+    """Thread-safe: the gateway serves the in-process transport and the HTTP server thread at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bindings: dict[str, KeyBinding] = {}
+        self._episodes: dict[str, _EpisodeState] = {}
+
+    def issue(self, binding: KeyBinding) -> str:
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._lock:
+            self._bindings[key] = binding
+            self._episode(binding.episode_id).keys.add(key)
+        return key
+
+    def resolve(self, key: str) -> KeyBinding | None:
+        # A single dict read is atomic under the GIL; no lock on the hot path.
+        return self._bindings.get(key)
+
+    def revoke_episode(self, episode_id: str) -> int:
+        """Invalidate every key of the episode and forget its state. Returns how many keys were revoked."""
+        with self._lock:
+            state = self._episodes.pop(episode_id, None)
+            if state is None:
+                return 0
+            for key in state.keys:
+                self._bindings.pop(key, None)
+            return len(state.keys)
+
+    def next_seq(self, episode_id: str) -> int:
+        """0, 1, 2, ... per episode: the order of its recorded calls."""
+        with self._lock:
+            state = self._episode(episode_id)
+            seq = state.next_seq
+            state.next_seq += 1
+            return seq
+
+    def remember_completion(self, episode_id: str, tool_call_ids: list[str], text: str) -> None:
+        with self._lock:
+            state = self._episodes.get(episode_id)
+            if state is None:  # revoked meanwhile: nothing more will be rendered for it
+                return
+            for call_id in tool_call_ids:
+                state.completions[call_id] = text
+            while len(state.completions) > MAX_REMEMBERED_COMPLETIONS:
+                state.completions.popitem(last=False)
+
+    def known_completions(self, episode_id: str) -> Mapping[str, str]:
+        """tool call id -> raw completion text, for the renderer (a snapshot, safe to read unlocked)."""
+        with self._lock:
+            state = self._episodes.get(episode_id)
+            return dict(state.completions) if state is not None and state.completions else {}
+
+    def _episode(self, episode_id: str) -> _EpisodeState:
+        state = self._episodes.get(episode_id)
+        if state is None:
+            state = self._episodes[episode_id] = _EpisodeState()
+        return state

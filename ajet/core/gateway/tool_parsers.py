@@ -1,0 +1,107 @@
+"""Turn a completion's raw text into OpenAI `content` + `tool_calls`.
+
+A parser never raises on model output: text it cannot read as a tool call stays in `content`, so the agent
+sees what the model wrote and the recorded completion is unchanged either way. Plugins register more parsers
+through the `register_tool_parsers` hook; these are the built-ins.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+@dataclass(slots=True)
+class ParsedCompletion:
+    content: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@runtime_checkable
+class ToolParser(Protocol):
+    name: ClassVar[str]
+
+    def parse(self, text: str) -> ParsedCompletion: ...
+
+
+def new_tool_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def openai_tool_call(name: str, arguments: str) -> dict[str, Any]:
+    return {"id": new_tool_call_id(), "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+class NoToolParser:
+    """Everything the model wrote is content."""
+
+    name: ClassVar[str] = "none"
+
+    def parse(self, text: str) -> ParsedCompletion:
+        return ParsedCompletion(content=text, tool_calls=[])
+
+
+class HermesToolParser:
+    """`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, as in Hermes, Qwen2.5 and the markup the
+    gateway's renderer teaches a template without native tool support.
+
+    Several calls per completion are allowed. The closing tag may be missing at the very end (a stop string or
+    the token limit cut it off). A block whose body is not a JSON object with a string `name` is left in the
+    content as written.
+    """
+
+    name: ClassVar[str] = "hermes"
+
+    OPEN: ClassVar[str] = "<tool_call>"
+    CLOSE: ClassVar[str] = "</tool_call>"
+    _BLOCK: ClassVar[re.Pattern[str]] = re.compile(
+        r"<tool_call>(.*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.DOTALL
+    )
+
+    def parse(self, text: str) -> ParsedCompletion:
+        if self.OPEN not in text:  # the common case: plain text, returned exactly as generated
+            return ParsedCompletion(content=text, tool_calls=[])
+        calls: list[dict[str, Any]] = []
+        kept: list[str] = []
+        position = 0
+        for match in self._BLOCK.finditer(text):
+            call = _hermes_call(match.group(1))
+            if call is None:
+                continue  # unreadable: it stays in the content below
+            kept.append(text[position : match.start()])
+            position = match.end()
+            calls.append(call)
+        if not calls:
+            return ParsedCompletion(content=text, tool_calls=[])
+        kept.append(text[position:])
+        content = "".join(kept).strip()
+        return ParsedCompletion(content=content or None, tool_calls=calls)
+
+
+def _hermes_call(body: str) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("name"), str) or not payload["name"]:
+        return None
+    # Models trained on other formats sometimes say "parameters"; both mean the same.
+    arguments = payload.get("arguments", payload.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            json.loads(arguments)
+        except ValueError:
+            return None
+        return openai_tool_call(payload["name"], arguments)
+    if not isinstance(arguments, dict):
+        return None
+    return openai_tool_call(payload["name"], json.dumps(arguments, ensure_ascii=False))
+
+
+BUILTIN_TOOL_PARSERS: dict[str, type[ToolParser]] = {
+    HermesToolParser.name: HermesToolParser,
+    NoToolParser.name: NoToolParser,
+}
