@@ -47,7 +47,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(UnknownAlgorithmError) as info:
         get_policy_loss("ppo_clipp")
     assert "unknown policy loss 'ppo_clipp'" in str(info.value)
-    assert "gspo, pg, ppo_clip" in str(info.value)
+    assert "gspo, nll, pg, ppo_clip" in str(info.value)
     with pytest.raises(UnknownAlgorithmError, match="plugin_adv"):  # plugin names are listed too
         get_advantage_estimator("nope", extra={"plugin_adv": lambda r, g: (r, {})})
 

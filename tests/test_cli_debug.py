@@ -25,7 +25,15 @@ def test_debug_runs_the_math_example_and_records_consistent_calls(
 ) -> None:
     out = tmp_path / "trajectories.jsonl"
     result = ajet(
-        "debug", "-c", "examples/math_openai/config.yaml", "--tasks", "2", "--store", "memory", "--out", str(out)
+        "debug",
+        "-c",
+        "examples/math_openai/config.yaml",
+        "--tasks",
+        "2",
+        "--store",
+        "memory",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "episodes" in result.stdout and "wrote 4 trajectories" in result.stdout
@@ -40,7 +48,9 @@ def test_debug_runs_the_math_example_and_records_consistent_calls(
         for call in row["calls"]:
             assert call["tools"] and call["tools"][0]["function"]["name"] == "calculator"
             assert len(call["completion_ids"]) == len(call["logprobs"]) > 0
-            assert tokenizer.decode(call["completion_ids"], skip_special_tokens=True) == call["completion_text"]
+            assert (
+                tokenizer.decode(call["completion_ids"], skip_special_tokens=True) == call["completion_text"]
+            )
             assert all(lp <= 0.0 for lp in call["logprobs"])
 
 

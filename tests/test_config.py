@@ -39,7 +39,9 @@ def test_bad_value_names_the_field_and_what_to_write() -> None:
 
 
 def test_missing_workflow_is_explained() -> None:
-    with pytest.raises(ConfigError, match=r"workflow: required setting is missing\. Write the workflow class"):
+    with pytest.raises(
+        ConfigError, match=r"workflow: required setting is missing\. Write the workflow class"
+    ):
         parse_config({})
 
 

@@ -44,7 +44,7 @@ def test_misspelled_hook_fails_loudly() -> None:
         def register_adaptors(self, register):  # not a hook
             pass
 
-    with pytest.raises(PluginError, match="register_adaptors.*Known hooks: register_adapters"):
+    with pytest.raises(PluginError, match=r"register_adaptors.*Known hooks: register_adapters"):
         make_plugin_manager(load_entrypoints=False, plugins=[Typo()])
 
 
@@ -59,12 +59,14 @@ def test_duplicate_adapter_names_are_an_error() -> None:
 
 
 def test_unknown_adapter_lists_what_was_found() -> None:
-    with pytest.raises(PluginError, match="adapters found: .*openai_sdk"):
+    with pytest.raises(PluginError, match=r"adapters found: .*openai_sdk"):
         load_registry().adapter("crewai")
 
 
 def test_adapter_reports_missing_framework() -> None:
-    adapter = Adapter(name="nope", make_model=lambda h: h, requires=("surely_not_installed_xyz",), extra="nope")
+    adapter = Adapter(
+        name="nope", make_model=lambda h: h, requires=("surely_not_installed_xyz",), extra="nope"
+    )
     assert adapter.missing_modules() == ["surely_not_installed_xyz"]
     assert adapter.install_hint() == "pip install 'ajet[nope]'"
     assert adapter.tuner_methods() == ("as_nope_model",)

@@ -190,10 +190,16 @@ class OverLoopbackHttp(Workflow):
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         base_url, api_key = tuner.as_oai_baseurl_apikey()
         assert base_url.startswith("http://127.0.0.1:")
-        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}) as http:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}
+        ) as http:
             response = await http.post(
                 "/chat/completions",
-                json={"model": "ajet-policy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+                json={
+                    "model": "ajet-policy",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "max_tokens": 4,
+                },
             )
         response.raise_for_status()
         return WorkflowOutput(reward=1.0, metadata={"key": api_key, "base_url": base_url})
@@ -236,7 +242,9 @@ class FromSubprocess(Workflow):
             sys.executable, "-c", script, endpoint.base_url, endpoint.api_key, stdout=subprocess.PIPE
         )
         stdout, _ = await process.communicate()
-        return WorkflowOutput(reward=1.0, metadata={"finish": stdout.decode().strip(), "rc": process.returncode})
+        return WorkflowOutput(
+            reward=1.0, metadata={"finish": stdout.decode().strip(), "rc": process.returncode}
+        )
 
 
 async def test_a_subprocess_agent_is_recorded(runtime: Runtime) -> None:

@@ -41,7 +41,9 @@ def debug_command(
 ) -> None:
     """Run the workflow without training: a progress bar, then a table of episodes (reward, status, calls,
     tokens)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     console = Console()
     overrides: dict[str, object] = {}
     if group_size is not None:
@@ -69,7 +71,9 @@ def _load_split(config: AjetConfig, split: str, limit: int | None) -> list[Label
         raise ConfigError(f"--split must be 'train' or 'val', not {split!r}")
     spec = getattr(config.data, split)
     if spec is None:
-        raise ConfigError(f"data.{split}: no task source configured; add one, e.g. data: {{{split}: {{path: ...}}}}")
+        raise ConfigError(
+            f"data.{split}: no task source configured; add one, e.g. data: {{{split}: {{path: ...}}}}"
+        )
     task_list = load_tasks(spec, config.base_dir)
     if not task_list:
         raise ConfigError(f"data.{split}: the task source produced no tasks")
@@ -115,7 +119,9 @@ async def _run(
         if out is not None:
             written = runtime.store.export_jsonl(out, run_id=runtime.run_id)
             console.print(f"wrote {written} trajectories to {out}")
-        console.print(f"run {runtime.run_id} recorded in {runtime.config.store or runtime.run_dir / 'ajet.sqlite'}")
+        console.print(
+            f"run {runtime.run_id} recorded in {runtime.config.store or runtime.run_dir / 'ajet.sqlite'}"
+        )
         return episodes
     finally:
         await runtime.close()
@@ -123,7 +129,17 @@ async def _run(
 
 def episode_table(episodes: list[Episode], store: Store) -> Table:
     table = Table(title="episodes")
-    for column in ("task", "#", "status", "reward", "success", "calls", "prompt tok", "completion tok", "time s"):
+    for column in (
+        "task",
+        "#",
+        "status",
+        "reward",
+        "success",
+        "calls",
+        "prompt tok",
+        "completion tok",
+        "time s",
+    ):
         table.add_column(column, justify="right" if column not in ("task", "status") else "left")
     for episode in episodes:
         calls = store.calls(episode.episode_id)
@@ -147,7 +163,9 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
 def _print_errors(console: Console, episodes: list[Episode]) -> None:
     failed = [e for e in episodes if e.status != EpisodeStatus.OK]
     for episode in failed[:5]:
-        console.print(f"[red]{episode.task_id}#{episode.repeat_index} {episode.status}:[/red] {episode.error}")
+        console.print(
+            f"[red]{episode.task_id}#{episode.repeat_index} {episode.status}:[/red] {episode.error}"
+        )
         if episode.traceback:
             console.print(episode.traceback.rstrip().splitlines()[-1], style="dim")
     if len(failed) > 5:

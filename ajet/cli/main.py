@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ajet.cli import debug, plugins
+from ajet.cli import debug, export, plugins, train
 
 app = typer.Typer(
     name="ajet",
@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 app.command("debug")(debug.debug_command)
 app.command("plugins")(plugins.plugins_command)
+app.command("train")(train.train_command)
+app.command("export")(export.export_command)
 
 
 def main() -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ajet.core.tasks import TaskSourceSpec
 from ajet.core.types import SamplingParams
@@ -26,7 +34,9 @@ class _Section(BaseModel):
 
 
 class WorkflowConfig(_Section):
-    path: str = Field(description="the workflow class, as 'package.module:MyWorkflow' or 'workflow.py:MyWorkflow'")
+    path: str = Field(
+        description="the workflow class, as 'package.module:MyWorkflow' or 'workflow.py:MyWorkflow'"
+    )
     args: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments for the workflow class (its pydantic fields)"
     )
@@ -37,7 +47,9 @@ class ModelConfig(_Section):
         "smollm2-135m-instruct",
         description="a Hugging Face model directory, a hub id, a .gguf file, or 'smollm2-135m-instruct'",
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="float32, bfloat16 or float16")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="float32, bfloat16 or float16"
+    )
     device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:N'")
     served_name: str = Field("ajet-policy", description="the model name the gateway reports in /v1/models")
 
@@ -49,12 +61,22 @@ class EngineConfig(_Section):
         "only), or an engine a plugin registers",
     )
     max_batch_size: int = Field(32, ge=1, description="most requests decoded together, e.g. 32")
-    batch_wait_ms: float = Field(2.0, ge=0, description="how long to wait for more requests before a batch, e.g. 2")
-    base_url: str | None = Field(None, description="for kind 'openai': the endpoint, e.g. http://127.0.0.1:8000/v1")
+    batch_wait_ms: float = Field(
+        2.0, ge=0, description="how long to wait for more requests before a batch, e.g. 2"
+    )
+    base_url: str | None = Field(
+        None, description="for kind 'openai': the endpoint, e.g. http://127.0.0.1:8000/v1"
+    )
     api_key: str | None = Field(None, description="for kind 'openai': the API key (or use api_key_env)")
-    api_key_env: str | None = Field(None, description="for kind 'openai': environment variable holding the key")
-    remote_model: str | None = Field(None, description="for kind 'openai': the model name to ask the endpoint for")
-    options: dict[str, Any] = Field(default_factory=dict, description="options for an engine a plugin registers")
+    api_key_env: str | None = Field(
+        None, description="for kind 'openai': environment variable holding the key"
+    )
+    remote_model: str | None = Field(
+        None, description="for kind 'openai': the model name to ask the endpoint for"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="options for an engine a plugin registers"
+    )
 
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> EngineConfig:
@@ -80,9 +102,13 @@ class GatewayConfig(_Section):
     host: str = Field("127.0.0.1", description="loopback address for the HTTP gateway")
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     http: bool = Field(True, description="also serve on loopback HTTP (for tuner.as_oai_baseurl_apikey())")
-    allow_remote: bool = Field(False, description="set true to bind a non-loopback host (keys still required)")
+    allow_remote: bool = Field(
+        False, description="set true to bind a non-loopback host (keys still required)"
+    )
     max_request_bytes: int = Field(4_000_000, ge=1024, description="largest accepted request body, in bytes")
-    tool_parser: str = Field("hermes", description="how tool calls are parsed from completions: 'hermes', 'none'")
+    tool_parser: str = Field(
+        "hermes", description="how tool calls are parsed from completions: 'hermes', 'none'"
+    )
 
 
 class DataConfig(_Section):
@@ -108,14 +134,20 @@ class LoggingConfig(_Section):
 
 
 class TrainConfig(_Section):
-    algorithm: Literal["grpo", "sft"] = Field("grpo", description="'grpo' (RL from rewards) or 'sft' (imitate)")
+    algorithm: Literal["grpo", "sft"] = Field(
+        "grpo", description="'grpo' (RL from rewards) or 'sft' (imitate)"
+    )
     advantage_estimator: str = Field("grpo", description="grpo, dr_grpo, rloo or reinforce_pp_baseline")
     policy_loss: str = Field("ppo_clip", description="ppo_clip, gspo or pg")
     loss_options: dict[str, Any] = Field(
         default_factory=dict, description="options of the policy loss, e.g. {clip_low: 0.2, clip_high: 0.28}"
     )
-    aggregation: str = Field("token_mean", description="token_mean, seq_mean_token_mean or seq_mean_token_sum")
-    kl_coef: float = Field(0.0, ge=0, description="weight of the KL penalty to the initial policy, e.g. 0.001")
+    aggregation: str = Field(
+        "token_mean", description="token_mean, seq_mean_token_mean or seq_mean_token_sum"
+    )
+    kl_coef: float = Field(
+        0.0, ge=0, description="weight of the KL penalty to the initial policy, e.g. 0.001"
+    )
     kl_estimator: str = Field("k3", description="k1, k2 or k3")
     episode_weighting: bool = Field(True, description="weight samples so long episodes do not dominate")
     steps: int = Field(10, ge=1, description="optimizer rounds (each: rollouts, then updates), e.g. 20")
@@ -126,14 +158,18 @@ class TrainConfig(_Section):
     lr: float = Field(1e-5, gt=0, description="learning rate, e.g. 1e-5 (full) or 1e-4 (LoRA)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay, e.g. 0.0")
     warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warmup")
-    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="constant, linear, cosine")
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="constant, linear, cosine"
+    )
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="floor of linear/cosine decay, as a share of lr")
     grad_clip: float = Field(1.0, gt=0, description="max gradient norm, e.g. 1.0")
     gradient_checkpointing: bool = Field(False, description="trade compute for memory")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     skip_zero_advantage: bool = Field(True, description="drop samples whose advantage is 0 (no gradient)")
     val_every: int = Field(0, ge=0, description="validate every N steps (0: only at the start and end)")
-    val_tasks: int | None = Field(None, ge=1, description="how many held-out tasks to validate on (all if empty)")
+    val_tasks: int | None = Field(
+        None, ge=1, description="how many held-out tasks to validate on (all if empty)"
+    )
     val_temperature: float = Field(0.0, ge=0, description="sampling temperature for validation (0: greedy)")
     checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="how many recent checkpoints to keep")
@@ -164,12 +200,16 @@ class AjetConfig(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    judger: JudgerConfig | None = Field(None, description="scores episodes whose workflow returns reward=None")
+    judger: JudgerConfig | None = Field(
+        None, description="scores episodes whose workflow returns reward=None"
+    )
     trainable_targets: list[str] | None = Field(
         None, description="override the workflow's trainable_targets, e.g. [werewolf]"
     )
     run_dir: str | None = Field(None, description="where the store and outputs go; default runs/<name>")
-    store: str | None = Field(None, description="'memory', a SQLite file path, or empty for <run_dir>/ajet.sqlite")
+    store: str | None = Field(
+        None, description="'memory', a SQLite file path, or empty for <run_dir>/ajet.sqlite"
+    )
     seed: int = Field(0, description="seed for task order and sampling")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -183,7 +223,9 @@ class AjetConfig(_Section):
     @classmethod
     def _targets_not_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
-            raise ValueError("[] would train nothing; leave it out to train every agent, or list tags to train")
+            raise ValueError(
+                "[] would train nothing; leave it out to train every agent, or list tags to train"
+            )
         return value
 
     @field_validator("workflow", mode="before")
@@ -202,7 +244,9 @@ class AjetConfig(_Section):
 
 def parse_config(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "config") -> AjetConfig:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
     try:
         config = AjetConfig.model_validate(data)
     except ValidationError as exc:

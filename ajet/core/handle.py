@@ -36,7 +36,9 @@ class ModelHandle:
         """An `openai.AsyncOpenAI` bound to this episode and agent, in-process (no socket)."""
         import openai
 
-        kwargs.setdefault("max_retries", 0)  # the gateway does not fail transiently; retries would only hide bugs
+        kwargs.setdefault(
+            "max_retries", 0
+        )  # the gateway does not fail transiently; retries would only hide bugs
         return openai.AsyncOpenAI(
             api_key=self.api_key, base_url=IN_PROCESS_BASE_URL, http_client=self.http_client(), **kwargs
         )

@@ -99,15 +99,23 @@ class LlmJudge:
     async def __call__(self, task: LabeledTask, output: WorkflowOutput) -> JudgeResult:
         import httpx
 
-        content = self.prompt.format(question=task.main_query, label=task.label, answer=_answer(output, self.field))
+        content = self.prompt.format(
+            question=task.main_query, label=task.label, answer=_answer(output, self.field)
+        )
         async with httpx.AsyncClient(timeout=self.timeout_s) as http:
             response = await http.post(
                 f"{self.base_url}/chat/completions",
                 headers={"Authorization": f"Bearer {self.api_key}"},
-                json={"model": self.model, "messages": [{"role": "user", "content": content}], "temperature": 0},
+                json={
+                    "model": self.model,
+                    "messages": [{"role": "user", "content": content}],
+                    "temperature": 0,
+                },
             )
         if response.status_code != 200:
-            raise JudgeError(f"judge endpoint {self.base_url} answered {response.status_code}: {response.text[:200]}")
+            raise JudgeError(
+                f"judge endpoint {self.base_url} answered {response.status_code}: {response.text[:200]}"
+            )
         verdict = (response.json()["choices"][0]["message"].get("content") or "").strip()
         ok = verdict.upper().startswith("YES")
         return JudgeResult(1.0 if ok else 0.0, ok, explanation=verdict[:200])

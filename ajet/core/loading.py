@@ -30,5 +30,7 @@ def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"workflow.args do not fit {cls.__name__}: {problems}") from None
     except TypeError as exc:
-        raise ConfigError(f"workflow.path: {cls.__name__} cannot be created ({exc}); is execute() defined?") from None
+        raise ConfigError(
+            f"workflow.path: {cls.__name__} cannot be created ({exc}); is execute() defined?"
+        ) from None
     return lambda: cls(**args)

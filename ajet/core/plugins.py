@@ -1,7 +1,7 @@
 """Plugin discovery: a pluggy manager built by a factory (no global state), and the registry it fills.
 
-    pm = make_plugin_manager()          # loads every `ajet` entry point, built-ins included
-    registry = collect_registry(pm)     # adapters, engines, tool parsers, task generators by name
+pm = make_plugin_manager()          # loads every `ajet` entry point, built-ins included
+registry = collect_registry(pm)     # adapters, engines, tool parsers, task generators by name
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ class PluginRegistry:
             raise PluginError(f"unknown {what} {name!r} in {field_name}; write one of: {found}") from None
 
 
-def make_plugin_manager(*, load_entrypoints: bool = True, plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
+def make_plugin_manager(
+    *, load_entrypoints: bool = True, plugins: Iterable[Any] = ()
+) -> pluggy.PluginManager:
     """A fresh plugin manager: the hookspecs, every `ajet` entry point (when asked), then `plugins`.
 
     Raises PluginError when a plugin implements a hook that does not exist (a misspelled `register_*`).

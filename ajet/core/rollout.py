@@ -63,7 +63,9 @@ class RolloutExecutor:
         for task in tasks:
             group_id = new_id("grp")
             for repeat in range(self.settings.group_size):
-                episode = Episode(run_id=self.runtime.run_id, task=task, group_id=group_id, repeat_index=repeat)
+                episode = Episode(
+                    run_id=self.runtime.run_id, task=task, group_id=group_id, repeat_index=repeat
+                )
                 self.runtime.store.add_episode(episode)
                 episodes.append(episode)
         semaphore = asyncio.Semaphore(self.settings.max_concurrency)
@@ -127,7 +129,9 @@ class RolloutExecutor:
             metadata=output.metadata,
         )
 
-    def _finish(self, episode: Episode, status: EpisodeStatus, *, tb: str | None = None, **fields: object) -> Episode:
+    def _finish(
+        self, episode: Episode, status: EpisodeStatus, *, tb: str | None = None, **fields: object
+    ) -> Episode:
         return self.runtime.store.set_status(
             episode.episode_id, status, finished_at=time.time(), traceback=tb, **fields
         )

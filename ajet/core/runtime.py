@@ -1,7 +1,7 @@
 """`Runtime`: everything a run needs, built from a config: plugins, store, engine, gateway.
 
-    async with Runtime.start(config) as runtime:
-        episodes = await RolloutExecutor(runtime, ...).run(tasks)
+async with Runtime.start(config) as runtime:
+    episodes = await RolloutExecutor(runtime, ...).run(tasks)
 """
 
 from __future__ import annotations
@@ -94,14 +94,26 @@ async def build_runtime(
     elif isinstance(produced, ChatBackend):
         engine, backend = None, produced
     else:
-        raise TypeError(f"engine {config.engine.kind!r} produced {produced!r}: expected an engine or chat backend")
+        raise TypeError(
+            f"engine {config.engine.kind!r} produced {produced!r}: expected an engine or chat backend"
+        )
     gateway = Gateway(
-        backend, store, max_request_bytes=config.gateway.max_request_bytes, model_name=config.model.served_name
+        backend,
+        store,
+        max_request_bytes=config.gateway.max_request_bytes,
+        model_name=config.model.served_name,
     )
     if config.gateway.http:
-        await gateway.start_http(config.gateway.host, config.gateway.port, allow_remote=config.gateway.allow_remote)
+        await gateway.start_http(
+            config.gateway.host, config.gateway.port, allow_remote=config.gateway.allow_remote
+        )
     return Runtime(
-        config=config, registry=registry, store=store, backend=backend, gateway=gateway, engine=engine,
+        config=config,
+        registry=registry,
+        store=store,
+        backend=backend,
+        gateway=gateway,
+        engine=engine,
         run_dir=run_dir,
         judge=judge,
     )

@@ -93,7 +93,9 @@ class InvalidTransition(ValueError):
 def check_transition(old: EpisodeStatus, new: EpisodeStatus) -> None:
     if new not in EPISODE_TRANSITIONS[old]:
         allowed = ", ".join(sorted(EPISODE_TRANSITIONS[old])) or "none (it is finished)"
-        raise InvalidTransition(f"episode status cannot go from {old} to {new}; allowed from {old}: {allowed}")
+        raise InvalidTransition(
+            f"episode status cannot go from {old} to {new}; allowed from {old}: {allowed}"
+        )
 
 
 class Episode(BaseModel):

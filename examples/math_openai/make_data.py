@@ -13,8 +13,14 @@ def make(n: int, seed: int, prefix: str) -> list[dict]:
         op = rng.choice(["+", "+", "-", "*"])
         expression = f"{a} {op} {b}"
         answer = eval(expression)  # trusted: built above from digits and one operator
-        rows.append({"id": f"{prefix}-{i}", "question": f"What is {expression}?", "answer": answer,
-                     "expression": expression})
+        rows.append(
+            {
+                "id": f"{prefix}-{i}",
+                "question": f"What is {expression}?",
+                "answer": answer,
+                "expression": expression,
+            }
+        )
     return rows
 
 

@@ -55,7 +55,9 @@ def run_tool(name: str, arguments: str) -> str:
             return f"error: unknown tool {name!r}"
         value = calculate(json.loads(arguments)["expression"])
         return str(int(value) if float(value).is_integer() else round(value, 6))
-    except Exception as exc:  # a bad tool call is the agent's mistake: report it back, don't crash the episode
+    except (
+        Exception
+    ) as exc:  # a bad tool call is the agent's mistake: report it back, don't crash the episode
         return f"error: {exc}"
 
 

@@ -1,7 +1,7 @@
 """The `openai_sdk` plugin: the raw OpenAI SDK client, and base_url + api_key for any HTTP client.
 
-    client = tuner.as_raw_openai_sdk_client()          # openai.AsyncOpenAI, in-process, bound to this episode
-    base_url, api_key = tuner.as_oai_baseurl_apikey()  # loopback HTTP: curl, requests, a subprocess, any language
+client = tuner.as_raw_openai_sdk_client()          # openai.AsyncOpenAI, in-process, bound to this episode
+base_url, api_key = tuner.as_oai_baseurl_apikey()  # loopback HTTP: curl, requests, a subprocess, any language
 """
 
 from __future__ import annotations

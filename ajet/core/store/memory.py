@@ -37,7 +37,9 @@ class MemoryStore(Store):
     def episodes(self, run_id: str | None = None) -> list[Episode]:
         with self._lock:
             return [
-                e.model_copy(deep=True) for e in self._episodes.values() if run_id is None or e.run_id == run_id
+                e.model_copy(deep=True)
+                for e in self._episodes.values()
+                if run_id is None or e.run_id == run_id
             ]
 
     def append_call(self, call: LlmCall) -> None:

@@ -149,3 +149,16 @@ def pg(
     with torch.no_grad():
         metrics = {"policy/approx_kl": _approx_kl(logprobs, old_logprobs, mask)}
     return loss, metrics
+
+
+@register_policy_loss("nll")
+def nll(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, Metrics]:
+    """Supervised fine-tuning: -logp of the demonstrated tokens (the model's own turns only, by the mask).
+    Advantages and behaviour log-probs are ignored; `algorithm: sft` selects this loss."""
+    _check(logprobs, old_logprobs, mask)
+    loss = torch.where(mask.bool(), -logprobs, torch.zeros_like(logprobs))  # [B, T]
+    with torch.no_grad():
+        metrics = {"sft/nll": masked_mean(-logprobs, mask).item()}
+    return loss, metrics

@@ -1,0 +1,78 @@
+"""`ajet train -c CONFIG` and `ajet train --resume RUN_DIR`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ajet.core.config import AjetConfig, ConfigError, load_config
+from ajet.core.loading import load_workflow_factory
+from ajet.core.plugins import PluginError
+from ajet.core.runtime import build_runtime
+from ajet.core.tasks import TaskSourceError
+
+
+def train_command(
+    config_path: Path | None = typer.Option(None, "--config", "-c", help="the run's YAML config"),
+    resume: Path | None = typer.Option(None, "--resume", help="continue the run in this run directory"),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps"),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="override run_dir (default runs/<name>)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show log messages"),
+) -> None:
+    """Train the workflow's model with RL (or SFT): a progress bar, metrics in TensorBoard and metrics.jsonl,
+    checkpoints that resume exactly."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    console = Console()
+    from ajet.trainer.checkpoint import latest_checkpoint
+    from ajet.trainer.run_files import load_run_config, save_run_config
+
+    try:
+        if resume is not None:
+            config = load_run_config(resume)
+            checkpoint = latest_checkpoint(resume)
+            if checkpoint is None:
+                console.print(f"no checkpoint in {resume} yet: starting that run from step 0")
+        elif config_path is not None:
+            overrides: dict[str, object] = {}
+            if run_dir is not None:
+                overrides["run_dir"] = str(run_dir)
+            config = load_config(config_path, overrides)
+            checkpoint = None
+        else:
+            raise ConfigError("give a config (-c CONFIG) or a run to continue (--resume RUN_DIR)")
+        if steps is not None:
+            config.train.steps = steps
+        make_workflow = load_workflow_factory(config)
+        save_run_config(config.resolved_run_dir(), config)
+    except (ConfigError, FileNotFoundError, TaskSourceError) as exc:
+        console.print(f"[red]configuration error[/red]\n{exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(_train(config, make_workflow, checkpoint, console))
+    except (ConfigError, PluginError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+async def _train(config: AjetConfig, make_workflow, checkpoint, console: Console) -> None:
+    from ajet.trainer.loop import Trainer
+
+    with console.status(f"loading {config.model.path} ..."):
+        runtime = await build_runtime(config)
+    try:
+        trainer = Trainer(config, runtime, make_workflow, resume=checkpoint, console=console)
+        if checkpoint is not None:
+            console.print(f"resuming {runtime.run_dir} from step {checkpoint.step}")
+        result = await trainer.run()
+    finally:
+        await runtime.close()
+    for row in result.validation:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "step")
+        console.print(f"validation at step {int(row['step'])}: {shown}")
+    console.print(f"done: step {result.final_step}; run directory {runtime.run_dir}")
