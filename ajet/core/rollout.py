@@ -32,6 +32,10 @@ class RolloutSettings:
     max_concurrency: int = 8
     episode_timeout_s: float = 300.0
     trainable_targets: list[str] | None = None  # overrides the workflow's own when set
+    #: base seed: episode i of a run samples with seeds derived from (seed, i), so rollouts are reproducible
+    seed: int | None = None
+    #: sampling defaults for every call of these episodes (e.g. temperature 0 for validation)
+    sampling: dict[str, Any] | None = None
 
 
 class RolloutExecutor:
@@ -70,18 +74,21 @@ class RolloutExecutor:
                 episodes.append(episode)
         semaphore = asyncio.Semaphore(self.settings.max_concurrency)
 
-        async def guarded(episode: Episode) -> Episode:
+        async def guarded(index: int, episode: Episode) -> Episode:
             async with semaphore:
                 if on_start is not None:
                     on_start(episode)
-                finished = await self.run_episode(episode)
+                seed = (
+                    None if self.settings.seed is None else self.settings.seed * 1_000_003 + index * 104_729
+                )
+                finished = await self.run_episode(episode, seed=seed)
             if on_done is not None:
                 on_done(finished)
             return finished
 
-        return list(await asyncio.gather(*(guarded(e) for e in episodes)))
+        return list(await asyncio.gather(*(guarded(i, e) for i, e in enumerate(episodes))))
 
-    async def run_episode(self, episode: Episode) -> Episode:
+    async def run_episode(self, episode: Episode, seed: int | None = None) -> Episode:
         store = self.runtime.store
         started = time.time()
         store.set_status(episode.episode_id, EpisodeStatus.RUNNING, started_at=started)
@@ -95,6 +102,8 @@ class RolloutExecutor:
                 trainable_targets=targets,
                 framework=self.runtime.config.framework,
                 model_name=self.runtime.config.model.served_name,
+                seed=seed,
+                sampling=self.settings.sampling,
             )
             workflow_task = WorkflowTask(
                 task=episode.task.without_label(),

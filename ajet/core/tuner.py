@@ -34,6 +34,8 @@ class AjetTuner:
         trainable_targets: list[str] | None = None,
         framework: str | None = None,
         model_name: str = "ajet-policy",
+        seed: int | None = None,
+        sampling: dict[str, Any] | None = None,
     ) -> None:
         self.episode_id = episode_id
         self._gateway = gateway
@@ -41,6 +43,8 @@ class AjetTuner:
         self._trainable_targets = trainable_targets
         self._framework = framework
         self._model_name = model_name
+        self._seed = seed
+        self._sampling = sampling
         self._handles: dict[tuple[str, str, int], ModelHandle] = {}
 
     # -- the generic entry -------------------------------------------------------------------------------------
@@ -86,6 +90,8 @@ class AjetTuner:
             target_tag=tag,
             trainable=trainable,
             debug_endpoint=endpoint if not trainable else None,
+            sampling=self._sampling,
+            seed=None if self._seed is None else self._seed + 15_485_863 * len(self._handles),
         )
         handle = ModelHandle(
             episode_id=self.episode_id,

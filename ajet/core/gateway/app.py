@@ -206,6 +206,8 @@ class Gateway:
         try:
             binding = self._authenticate(request)
             chat, raw = self._parse(await self._read_body(request))
+            if binding.sampling or binding.seed is not None:
+                chat = self._with_binding_defaults(chat, binding)
             backend = self._backend_for(binding)
             known = None
             if any(isinstance(m, AssistantMessage) and m.tool_calls for m in chat.messages):
@@ -222,6 +224,18 @@ class Gateway:
             return _error(GatewayError(500, f"{type(exc).__name__}: {exc}", type="server_error"))
 
     # -- steps -----------------------------------------------------------------------------------------------
+
+    def _with_binding_defaults(
+        self, chat: ChatCompletionRequest, binding: KeyBinding
+    ) -> ChatCompletionRequest:
+        """The episode's sampling defaults and seed, for what the request leaves unset (the request wins)."""
+        update: dict[str, Any] = {}
+        for name, value in (binding.sampling or {}).items():
+            if getattr(chat, name, None) is None:
+                update[name] = value
+        if binding.seed is not None and chat.seed is None:
+            update["seed"] = binding.seed + 7919 * self.keys.next_call_index(binding.episode_id)
+        return chat.model_copy(update=update) if update else chat
 
     def _authenticate(self, request: Request) -> KeyBinding:
         header = request.headers.get("authorization")

@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,14 +46,19 @@ class KeyBinding(BaseModel):
     trainable: bool = True
     # For an agent that is not trained: serve it from this endpoint instead of the policy.
     debug_endpoint: OpenAIEndpoint | None = None
+    # Sampling defaults for this agent's calls (temperature, top_p, max_tokens), under what a request sets.
+    sampling: dict[str, Any] | None = None
+    # When set, a request without a seed gets seed + its call index in the episode: reproducible rollouts.
+    seed: int | None = None
 
 
 class _EpisodeState:
-    __slots__ = ("completions", "keys", "next_seq")
+    __slots__ = ("completions", "keys", "next_seq", "started")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
         self.next_seq = 0
+        self.started = 0  # calls started (seq counts calls recorded, which finish in any order)
         # tool call id -> the raw completion text of the response that returned it
         self.completions: OrderedDict[str, str] = OrderedDict()
 
@@ -93,6 +99,14 @@ class KeyRegistry:
             seq = state.next_seq
             state.next_seq += 1
             return seq
+
+    def next_call_index(self, episode_id: str) -> int:
+        """0, 1, 2, ... in the order the episode's calls arrive (for per-call seeds)."""
+        with self._lock:
+            state = self._episode(episode_id)
+            index = state.started
+            state.started += 1
+            return index
 
     def remember_completion(self, episode_id: str, tool_call_ids: list[str], text: str) -> None:
         with self._lock:

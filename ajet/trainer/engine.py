@@ -1,0 +1,231 @@
+"""The training engine: forward passes for token log-probs, and one optimizer step over a mini-batch of samples
+(micro-batched by token budget, gradients accumulated, clipped, AdamW, warmup + schedule).
+
+It knows nothing of rollouts or adapters: it takes `Sample`s and the names of registered loss functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ajet.trainer.algorithms import aggregation as aggregation_module
+from ajet.trainer.algorithms.entropy import entropy_from_logits
+from ajet.trainer.algorithms.masked import masked_mean
+from ajet.trainer.algorithms.registry import get_aggregation, get_kl_estimator, get_policy_loss
+from ajet.trainer.batching import MicroBatch, collate, plan_micro_batches
+from ajet.trainer.samples import Sample
+
+
+@dataclass
+class OptimizerSettings:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    total_steps: int = 1000
+    schedule: str = "constant"  # constant | linear | cosine (after warmup)
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+
+
+@dataclass
+class LossSettings:
+    policy_loss: str = "ppo_clip"
+    loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. clip_low, clip_high
+    aggregation: str = "token_mean"
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    temperature: float = 1.0  # the rollout temperature: recorded log-probs are of logits / temperature
+    episode_weighting: bool = True  # weight each sample 1 / (samples of its episode)
+    entropy_metric: bool = True
+
+
+def lr_lambda(settings: OptimizerSettings) -> Any:
+    def factor(step: int) -> float:
+        if settings.warmup_steps and step < settings.warmup_steps:
+            return (step + 1) / settings.warmup_steps
+        if settings.schedule == "constant":
+            return 1.0
+        span = max(1, settings.total_steps - settings.warmup_steps)
+        progress = min(1.0, (step - settings.warmup_steps) / span)
+        floor = settings.min_lr_ratio
+        if settings.schedule == "linear":
+            return floor + (1 - floor) * (1 - progress)
+        if settings.schedule == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        raise ValueError(f"unknown schedule {settings.schedule!r}; write constant, linear or cosine")
+
+    return factor
+
+
+def token_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> tuple[torch.Tensor, Any]:
+    """[B, T] log p(input_ids[:, t] | input_ids[:, :t]) under logits / temperature (0 at t = 0), and the logits
+    [B, T, V] (for entropy). Computed in fp32 whatever the model's dtype, as the inference engine does."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    scaled = logits[:, :-1].float() / (temperature if temperature > 0 else 1.0)  # [B, T-1, V]
+    targets = batch.input_ids[:, 1:].unsqueeze(-1)  # [B, T-1, 1]
+    picked = scaled.gather(-1, targets).squeeze(-1) - torch.logsumexp(scaled, dim=-1)  # [B, T-1]
+    return torch.nn.functional.pad(picked, (1, 0)), logits  # [B, T]
+
+
+class TrainingEngine:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        pad_id: int,
+        optimizer: OptimizerSettings | None = None,
+        micro_batch_tokens: int = 4096,
+        gradient_checkpointing: bool = False,
+        reference_model: torch.nn.Module | None = None,
+    ) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.settings = optimizer or OptimizerSettings()
+        self.micro_batch_tokens = micro_batch_tokens
+        self.reference_model = reference_model
+        self.device = next(model.parameters()).device
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "enable_input_require_grads"):
+                model.enable_input_require_grads()  # needed with LoRA: frozen embeddings give no grad to checkpoint
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        if not self.trainable:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(
+            self.trainable,
+            lr=self.settings.lr,
+            betas=self.settings.betas,
+            eps=self.settings.eps,
+            weight_decay=self.settings.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.settings))
+        self.step = 0
+
+    # -- forward passes ----------------------------------------------------------------------------------------
+
+    def micro_batches(
+        self, samples: Sequence[Sample], weights: Sequence[float] | None = None
+    ) -> Iterator[MicroBatch]:
+        lengths = [len(s.input_ids) for s in samples]
+        for indices in plan_micro_batches(lengths, self.micro_batch_tokens):
+            yield collate(samples, indices, self.pad_id, weights).to(self.device)
+
+    @torch.no_grad()
+    def recompute_logprobs(self, samples: Sequence[Sample], temperature: float = 1.0) -> list[list[float]]:
+        """The current policy's log-probs of every token of every sample (0 at position 0), in sample order."""
+        out: list[list[float]] = [[] for _ in samples]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in self.micro_batches(samples):
+                logprobs, _ = token_logprobs(self.model, batch, temperature)
+                for row, index in enumerate(batch.indices):
+                    out[index] = logprobs[row, : len(samples[index].input_ids)].tolist()
+        finally:
+            self.model.train(was_training)
+        return out
+
+    @contextlib.contextmanager
+    def _reference(self) -> Iterator[torch.nn.Module]:
+        """The frozen reference policy: a separate model, or the LoRA base model with adapters switched off."""
+        if self.reference_model is not None:
+            yield self.reference_model
+        elif hasattr(self.model, "disable_adapter"):
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            raise ValueError("kl_coef > 0 needs a reference model (full fine-tuning) or a LoRA model")
+
+    # -- one optimizer step ------------------------------------------------------------------------------------
+
+    def train_step(self, samples: Sequence[Sample], loss: LossSettings) -> dict[str, float]:
+        """One optimizer step on `samples` (a mini-batch): gradients accumulated over token-budget micro-batches so
+        that the result equals one big batch's. Returns metrics."""
+        started = time.perf_counter()
+        policy_loss = get_policy_loss(loss.policy_loss)
+        aggregate = get_aggregation(loss.aggregation)
+        weights = [1.0 / max(1, s.episode_num_samples) for s in samples] if loss.episode_weighting else None
+        batches = list(self.micro_batches(samples, weights))
+        # The mini-batch's own denominator, shared by every micro-batch, so the summed gradients are exact.
+        normalizer = sum(
+            aggregation_module.denominator(loss.aggregation, b.loss_mask, b.sample_weights) for b in batches
+        )
+        self.model.train()
+        sums: dict[str, float] = {}
+        tokens = 0
+        for batch in batches:
+            logprobs, logits = token_logprobs(self.model, batch, loss.temperature)  # [B, T], [B, T, V]
+            per_token, metrics = policy_loss(
+                logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
+            )
+            total = aggregate(
+                per_token, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
+            )
+            if loss.kl_coef > 0:
+                with torch.no_grad(), self._reference() as reference:
+                    ref_logprobs, _ = token_logprobs(reference, batch, loss.temperature)
+                kl = get_kl_estimator(loss.kl_estimator)(logprobs, ref_logprobs)  # [B, T]
+                kl_term = aggregate(
+                    kl, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
+                )
+                total = total + loss.kl_coef * kl_term
+                metrics["kl"] = masked_mean(kl.detach(), batch.loss_mask).item()
+            total.backward()
+            share = float(batch.loss_mask.sum())
+            metrics["loss"] = float(total.detach())
+            if loss.entropy_metric:
+                with torch.no_grad():
+                    entropy = entropy_from_logits(
+                        logits[:, :-1].detach().float() / max(loss.temperature, 1e-6)
+                    )
+                    metrics["entropy"] = masked_mean(entropy, batch.loss_mask[:, 1:]).item()
+            for name, value in metrics.items():
+                # "loss" is already scaled to the mini-batch; the rest are averaged over trained tokens.
+                sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
+            tokens += batch.num_tokens
+        trained = sum(float(b.loss_mask.sum()) for b in batches) or 1.0
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.settings.grad_clip)
+        finite = bool(torch.isfinite(grad_norm))
+        if finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        elapsed = time.perf_counter() - started
+        out = {name: (value if name == "loss" else value / trained) for name, value in sums.items()}
+        out.update(
+            grad_norm=float(grad_norm),
+            skipped_nonfinite_grad=float(not finite),
+            lr=self.scheduler.get_last_lr()[0],
+            train_tokens=float(tokens),
+            trained_tokens=trained,
+            padded_tokens=float(sum(b.padded_tokens for b in batches)),
+            micro_batches=float(len(batches)),
+            step_time_s=elapsed,
+            train_tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
+        )
+        self.model.eval()
+        return out
+
+    # -- checkpoint state --------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])

@@ -1,0 +1,298 @@
+"""The training loop, `ajet train`: tasks -> rollouts (group size n) -> rewards -> samples -> updates -> metrics.
+
+    for step in 1..steps:
+        tasks     = cursor.take(train_tasks, tasks_per_step)
+        episodes  = rollouts(tasks)                      # every call recorded token-for-token by the gateway
+        samples   = build_samples(episodes + calls)      # merged timelines, loss masks, behaviour log-probs
+        advantages per (task, target_tag) group, broadcast to samples
+        for epoch in ppo_epochs: for mini-batch: one optimizer step
+        engine.load_weights(policy)                      # the next rollouts use the new weights
+        validate / checkpoint every k steps
+
+The trainer reads recorded episodes through the store; it never imports an adapter.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ajet.core.config import AjetConfig
+from ajet.core.rollout import RolloutExecutor, RolloutSettings
+from ajet.core.runtime import Runtime
+from ajet.core.tasks import load_tasks
+from ajet.core.types import Episode, EpisodeStatus, LabeledTask
+from ajet.core.workflow import Workflow
+from ajet.trainer.checkpoint import Checkpoint, restore_rng, save_checkpoint
+from ajet.trainer.data import TaskCursor
+from ajet.trainer.engine import LossSettings, OptimizerSettings, TrainingEngine
+from ajet.trainer.metrics import MetricsLogger
+from ajet.trainer.policy import frozen_copy, prepare_policy
+from ajet.trainer.samples import Sample, assign_advantages, build_samples, compute_episode_advantages
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+
+
+def episode_metrics(episodes: list[Episode], prefix: str) -> dict[str, float]:
+    rewards = [e.reward for e in episodes if e.status == EpisodeStatus.OK and e.reward is not None]
+    successes = [e.is_success for e in episodes if e.status == EpisodeStatus.OK and e.is_success is not None]
+    counts = {status: sum(e.status == status for e in episodes) for status in EpisodeStatus}
+    out = {
+        f"{prefix}/episodes": float(len(episodes)),
+        f"{prefix}/failed": float(counts[EpisodeStatus.FAILED]),
+        f"{prefix}/timed_out": float(counts[EpisodeStatus.TIMED_OUT]),
+    }
+    if rewards:
+        out[f"{prefix}/reward_mean"] = sum(rewards) / len(rewards)
+    if successes:
+        out[f"{prefix}/success_rate"] = sum(successes) / len(successes)
+    return out
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: AjetConfig,
+        runtime: Runtime,
+        make_workflow: Callable[[], Workflow],
+        *,
+        resume: Checkpoint | None = None,
+        console: Console | None = None,
+    ) -> None:
+        if runtime.engine is None or not hasattr(runtime.engine, "model"):
+            raise ValueError(
+                f"engine.kind {config.engine.kind!r} cannot be trained in-process; use engine.kind: transformers"
+            )
+        self.config = config
+        self.runtime = runtime
+        self.make_workflow = make_workflow
+        self.console = console or Console()
+        self.train = config.train
+        self.engine = runtime.engine
+        self.tokenizer = self.engine.tokenizer
+        self.run_dir = runtime.run_dir
+        self.resume = resume
+
+        self.train_tasks: list[LabeledTask] = self._load_split("train")
+        self.val_tasks: list[LabeledTask] = self._load_split("val") if config.data.val is not None else []
+        if self.train.val_tasks:
+            self.val_tasks = self.val_tasks[: self.train.val_tasks]
+        self.cursor = TaskCursor(len(self.train_tasks), seed=config.seed)
+
+        model = self.engine.model
+        self.policy = prepare_policy(model, self.train.lora, resume.model_dir if resume else None)
+        reference = None
+        if self.train.kl_coef > 0 and not self.train.lora.enabled:
+            reference = frozen_copy(model)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.training = TrainingEngine(
+            self.policy,
+            pad_id=pad_id,
+            optimizer=OptimizerSettings(
+                lr=self.train.lr,
+                weight_decay=self.train.weight_decay,
+                warmup_steps=self.train.warmup_steps,
+                total_steps=self.train.steps * self.train.ppo_epochs * self.train.mini_batches,
+                schedule=self.train.schedule,
+                min_lr_ratio=self.train.min_lr_ratio,
+                grad_clip=self.train.grad_clip,
+            ),
+            micro_batch_tokens=self.train.micro_batch_tokens,
+            gradient_checkpointing=self.train.gradient_checkpointing,
+            reference_model=reference,
+        )
+        self.loss = LossSettings(
+            policy_loss="nll" if self.train.algorithm == "sft" else self.train.policy_loss,
+            loss_options=dict(self.train.loss_options),
+            aggregation=self.train.aggregation,
+            kl_coef=self.train.kl_coef,
+            kl_estimator=self.train.kl_estimator,
+            temperature=config.rollout.sampling.temperature,
+            episode_weighting=self.train.episode_weighting,
+        )
+        self.step = 0
+        if resume is not None:
+            self.training.load_state_dict(resume.state["engine"])
+            self.cursor.load_state_dict(resume.state["cursor"])
+            self.step = resume.step
+
+    def _load_split(self, split: str) -> list[LabeledTask]:
+        spec = getattr(self.config.data, split)
+        if spec is None:
+            raise ValueError(
+                f"data.{split}: training needs a task source, e.g. data: {{{split}: {{path: ...}}}}"
+            )
+        return load_tasks(spec, self.config.base_dir)
+
+    # -- rollouts ----------------------------------------------------------------------------------------------
+
+    def _executor(
+        self, group_size: int, seed: int, sampling: dict[str, Any] | None = None
+    ) -> RolloutExecutor:
+        rollout = self.config.rollout
+        settings = RolloutSettings(
+            group_size=group_size,
+            max_concurrency=rollout.max_concurrency,
+            episode_timeout_s=rollout.episode_timeout_s,
+            trainable_targets=self.config.trainable_targets,
+            seed=seed,
+            sampling=sampling,
+        )
+        return RolloutExecutor(self.runtime, self.make_workflow, settings)
+
+    async def validate(self, step: int) -> dict[str, float]:
+        if not self.val_tasks:
+            return {}
+        executor = self._executor(
+            1,
+            seed=self.config.seed * 7919 + 1_000_000 + step,
+            sampling={"temperature": self.train.val_temperature},
+        )
+        episodes = await executor.run(self.val_tasks)
+        return episode_metrics(episodes, "val")
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+
+    async def run(self) -> TrainResult:
+        result = TrainResult(steps=self.train.steps, final_step=self.step)
+        logger = MetricsLogger(
+            self.run_dir,
+            tensorboard=self.train.logging.tensorboard,
+            wandb=self.train.logging.wandb,
+            wandb_project=self.train.logging.wandb_project,
+            run_name=self.config.name,
+            config=self.config.model_dump(mode="json"),
+        )
+        if self.resume is not None:
+            restore_rng(self.resume.state["rng"])
+            await self.engine.load_weights(self.policy)
+        started = time.perf_counter()
+        try:
+            if self.step == 0:
+                validation = await self.validate(0)
+                if validation:
+                    logger.log(0, validation)
+                    result.validation.append({"step": 0, **validation})
+            with self._progress() as progress:
+                bar = progress.add_task("train", total=self.train.steps, completed=self.step, summary="")
+                while self.step < self.train.steps:
+                    if (
+                        self.train.max_time_s is not None
+                        and time.perf_counter() - started > self.train.max_time_s
+                    ):
+                        self.console.print(
+                            f"stopping: train.max_time_s ({self.train.max_time_s:g} s) reached"
+                        )
+                        break
+                    self.step += 1
+                    metrics = await self.train_step(self.step)
+                    if self.train.val_every and self.step % self.train.val_every == 0:
+                        metrics.update(await self.validate(self.step))
+                    logger.log(self.step, metrics)
+                    result.history.append({"step": self.step, **metrics})
+                    if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
+                        self.save()
+                    progress.update(bar, completed=self.step, summary=_summary(metrics))
+            if not (self.train.val_every and self.step % self.train.val_every == 0):
+                validation = await self.validate(self.step)
+                if validation:
+                    logger.log(self.step, validation)
+            else:
+                validation = {k: v for k, v in result.history[-1].items() if k.startswith("val/")}
+            if validation:
+                result.validation.append({"step": self.step, **validation})
+            if not (self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0):
+                self.save()
+        finally:
+            logger.close()
+        result.final_step = self.step
+        return result
+
+    async def train_step(self, step: int) -> dict[str, float]:
+        rollout_started = time.perf_counter()
+        tasks = self.cursor.take(self.train_tasks, self.train.tasks_per_step)
+        episodes = await self._executor(
+            self.config.rollout.group_size, seed=self.config.seed * 7919 + step
+        ).run(tasks)
+        rollout_s = time.perf_counter() - rollout_started
+        pairs = [(e, self.runtime.store.calls(e.episode_id)) for e in episodes]
+        samples, stats = build_samples(pairs)
+        metrics = episode_metrics(episodes, "rollout")
+        metrics.update({f"samples/{k}": float(v) for k, v in stats.as_metrics().items()})
+        generated = sum(len(c.completion_ids or []) for _, calls in pairs for c in calls)
+        metrics["rollout/time_s"] = rollout_s
+        metrics["rollout/tokens_per_s"] = generated / rollout_s if rollout_s > 0 else 0.0
+        if self.train.algorithm == "grpo":
+            advantages, advantage_metrics = compute_episode_advantages(
+                episodes, self.train.advantage_estimator, samples
+            )
+            assign_advantages(samples, advantages)
+            metrics.update(advantage_metrics)
+            if self.train.skip_zero_advantage and self.train.kl_coef == 0:
+                samples = [s for s in samples if s.advantage != 0.0]
+        metrics["samples/trained"] = float(len(samples))
+        if samples:
+            metrics.update(self.update(samples, step))
+            await self.engine.load_weights(self.policy)
+        return metrics
+
+    def update(self, samples: list[Sample], step: int) -> dict[str, float]:
+        """ppo_epochs passes over the samples, each split into mini_batches optimizer steps."""
+        rng = random.Random(self.config.seed * 31 + step)
+        totals: dict[str, float] = {}
+        count = 0
+        for _ in range(self.train.ppo_epochs):
+            order = list(range(len(samples)))
+            rng.shuffle(order)
+            chunks = [order[i :: self.train.mini_batches] for i in range(self.train.mini_batches)]
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                metrics = self.training.train_step([samples[i] for i in chunk], self.loss)
+                for name, value in metrics.items():
+                    totals[name] = totals.get(name, 0.0) + value
+                count += 1
+        return {f"train/{name}": value / max(1, count) for name, value in totals.items()}
+
+    def save(self) -> Path:
+        state = {"engine": self.training.state_dict(), "cursor": self.cursor.state_dict()}
+        return save_checkpoint(
+            self.run_dir, self.step, self.policy, self.tokenizer, state, keep=self.train.keep_checkpoints
+        )
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    parts = []
+    for key, label, fmt in (
+        ("rollout/reward_mean", "reward", "{:.3f}"),
+        ("rollout/success_rate", "success", "{:.0%}"),
+        ("val/success_rate", "val", "{:.0%}"),
+        ("rollout/tokens_per_s", "gen tok/s", "{:.0f}"),
+        ("train/train_tokens_per_s", "train tok/s", "{:.0f}"),
+    ):
+        if key in metrics:
+            parts.append(f"{label} {fmt.format(metrics[key])}")
+    return "  ".join(parts)

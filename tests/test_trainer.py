@@ -1,0 +1,227 @@
+"""The trainer on the tiny random model with the real tokenizer: on-policy ratios, parameter updates, LoRA,
+SFT, exact resume after SIGKILL, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from ajet.core.config import parse_config
+from ajet.core.models import build_tiny_model
+from ajet.core.rollout import RolloutExecutor
+from ajet.core.runtime import Runtime, build_runtime
+from ajet.core.store.memory import MemoryStore
+from ajet.core.types import LabeledTask
+from ajet.trainer.engine import LossSettings, TrainingEngine
+from ajet.trainer.loop import Trainer
+from ajet.trainer.samples import assign_advantages, build_samples, compute_episode_advantages
+from tests.workflows.parity import ParityWorkflow, TwoTurnWorkflow
+
+ROOT = Path(__file__).parents[1]
+
+
+def write_tasks(path: Path, n: int) -> None:
+    rows = [{"task_id": f"t{i}", "main_query": f"Say something about the number {i}."} for i in range(n)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-model")
+    model, tokenizer = build_tiny_model(seed=0)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def make_config(tmp_path: Path, tiny_dir: Path, **train: Any) -> dict[str, Any]:
+    tasks = tmp_path / "tasks.jsonl"
+    write_tasks(tasks, 6)
+    return {
+        "name": "tiny",
+        "workflow": f"{ROOT / 'tests/workflows/parity.py'}:ParityWorkflow",
+        "model": {"path": str(tiny_dir)},
+        "rollout": {
+            "group_size": 4,
+            "max_concurrency": 1,
+            "sampling": {"max_tokens": 12, "temperature": 1.0},
+        },
+        "data": {"train": {"kind": "file", "path": str(tasks)}, "val": {"kind": "file", "path": str(tasks)}},
+        "train": {
+            "steps": 2,
+            "tasks_per_step": 2,
+            "lr": 1e-3,
+            "micro_batch_tokens": 256,
+            "logging": {"tensorboard": False},
+            **train,
+        },
+        "run_dir": str(tmp_path / "run"),
+        "store": "memory",
+        "seed": 3,
+    }
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, tiny_dir: Path) -> AsyncIterator[Runtime]:
+    config = parse_config(make_config(tmp_path, tiny_dir), base_dir=ROOT)
+    rt = await build_runtime(config, store=MemoryStore())
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+TASKS = [LabeledTask(task_id=f"t{i}", main_query=f"Tell me about {i}.") for i in range(3)]
+
+
+async def test_trainer_logprobs_match_the_recorded_ones_before_any_update(runtime: Runtime) -> None:
+    episodes = await RolloutExecutor(runtime, TwoTurnWorkflow).run(TASKS)
+    pairs = [(e, runtime.store.calls(e.episode_id)) for e in episodes]
+    samples, stats = build_samples(pairs)
+    assert stats.merges > 0, "two-turn episodes merge into one sequence"
+    engine = runtime.engine
+    training = TrainingEngine(engine.model, pad_id=engine.tokenizer.pad_token_id, micro_batch_tokens=200)
+    recomputed = training.recompute_logprobs(samples, temperature=1.0)
+    for sample, logprobs in zip(samples, recomputed, strict=True):
+        mask = torch.tensor(sample.loss_mask, dtype=torch.bool)
+        new = torch.tensor(logprobs)[mask]
+        old = torch.tensor(sample.old_logprobs)[mask]
+        ratio = torch.exp(new - old)
+        assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4), (ratio.min(), ratio.max())
+
+
+async def test_one_step_changes_every_trained_parameter_with_finite_losses(runtime: Runtime) -> None:
+    episodes = await RolloutExecutor(runtime, ParityWorkflow).run(TASKS)
+    pairs = [(e, runtime.store.calls(e.episode_id)) for e in episodes]
+    samples, _ = build_samples(pairs)
+    advantages, _ = compute_episode_advantages(episodes, "grpo", samples)
+    assign_advantages(samples, advantages)
+    assert any(s.advantage != 0 for s in samples), "parity rewards give mixed groups"
+    model = runtime.engine.model
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    training = TrainingEngine(model, pad_id=0, micro_batch_tokens=128)
+    metrics = training.train_step(samples, LossSettings(policy_loss="ppo_clip", kl_coef=0.0))
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    assert metrics["micro_batches"] > 1, "the token budget splits the batch"
+    unchanged = [name for name, p in model.named_parameters() if torch.equal(p.detach(), before[name])]
+    assert unchanged == []
+
+
+async def test_grpo_training_loop_runs_validates_and_checkpoints(tmp_path: Path, tiny_dir: Path) -> None:
+    config = parse_config(make_config(tmp_path, tiny_dir, val_every=1, kl_coef=0.01), base_dir=ROOT)
+    rt = await build_runtime(config, store=MemoryStore())
+    try:
+        version = rt.engine.version
+        result = await Trainer(config, rt, ParityWorkflow).run()
+    finally:
+        await rt.close()
+    assert result.final_step == 2 and len(result.history) == 2
+    row = result.history[-1]
+    assert "rollout/reward_mean" in row and "val/success_rate" in row and "train/loss" in row
+    assert row["train/kl"] >= 0
+    assert rt.engine.version > version, "the engine serves the new weights"
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-000002"
+
+
+async def test_lora_trains_only_adapters(tmp_path: Path, tiny_dir: Path) -> None:
+    config = parse_config(
+        make_config(tmp_path, tiny_dir, steps=1, lora={"enabled": True, "r": 4}), base_dir=ROOT
+    )
+    rt = await build_runtime(config, store=MemoryStore())
+    try:
+        base_weight = rt.engine.model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+        trainer = Trainer(config, rt, ParityWorkflow)
+        lora_before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+        await trainer.run()
+        after = dict(trainer.policy.named_parameters())
+    finally:
+        await rt.close()
+    assert lora_before and all("lora_" in name for name in lora_before)
+    assert any(not torch.equal(after[n].detach(), p) for n, p in lora_before.items())
+    q_proj = trainer.policy.base_model.model.model.layers[0].self_attn.q_proj
+    assert torch.equal(q_proj.base_layer.weight.detach(), base_weight)
+    assert (tmp_path / "run" / "checkpoints" / "step-000001" / "model" / "adapter_config.json").exists()
+
+
+def ajet(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ajet.cli.main", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "checkpoints" / "step-000004" / "model" / "model.safetensors")
+
+
+def test_a_run_killed_after_step_2_resumes_to_the_same_weights(tmp_path: Path, tiny_dir: Path) -> None:
+    def config_file(name: str) -> Path:
+        data = make_config(tmp_path, tiny_dir, steps=4, checkpoint_every=1, keep_checkpoints=5)
+        data["run_dir"] = str(tmp_path / name)
+        data["store"] = str(tmp_path / f"{name}.sqlite")
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    straight = ajet("train", "-c", str(config_file("straight")))
+    output, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, output
+
+    killed = ajet("train", "-c", str(config_file("killed")))
+    marker = tmp_path / "killed" / "checkpoints" / "step-000002"
+    deadline = time.time() + 600
+    while not marker.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "checkpoints" / "step-000004").exists()
+
+    resumed = ajet("train", "--resume", str(tmp_path / "killed"))
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "resuming" in output
+
+    expected, got = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_export_writes_a_model_transformers_loads(tmp_path: Path, tiny_dir: Path) -> None:
+    data = make_config(tmp_path, tiny_dir, steps=1, lora={"enabled": True, "r": 4})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    run = ajet("train", "-c", str(path))
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output
+    export = ajet("export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"))
+    output, _ = export.communicate(timeout=600)
+    assert export.returncode == 0, output
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "exported")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "exported")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    ids = tokenizer("Hello", return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] == ids.shape[1] + 4

@@ -1,0 +1,33 @@
+"""A one-call workflow for trainer tests on the tiny random model: the reward is whether the reply has an even
+number of characters, so groups get mixed rewards (a GRPO signal) whatever the random weights say."""
+
+from __future__ import annotations
+
+from ajet import AjetTuner, Workflow, WorkflowOutput, WorkflowTask
+
+
+class ParityWorkflow(Workflow):
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        client = tuner.as_raw_openai_sdk_client()
+        response = await client.chat.completions.create(
+            model="ajet-policy", messages=[{"role": "user", "content": workflow_task.task.main_query}]
+        )
+        text = response.choices[0].message.content or ""
+        even = len(text) % 2 == 0
+        return WorkflowOutput(reward=1.0 if even else 0.0, is_success=even, metadata={"answer": text})
+
+
+class TwoTurnWorkflow(Workflow):
+    """Two calls in one conversation (the second extends the first), for timeline merging."""
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        client = tuner.as_raw_openai_sdk_client()
+        messages = [{"role": "user", "content": workflow_task.task.main_query}]
+        first = await client.chat.completions.create(model="ajet-policy", messages=messages)
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "user", "content": "again"},
+        ]
+        second = await client.chat.completions.create(model="ajet-policy", messages=messages)
+        text = second.choices[0].message.content or ""
+        return WorkflowOutput(reward=float(len(text) % 2 == 0))
