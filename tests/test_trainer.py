@@ -225,3 +225,54 @@ def test_export_writes_a_model_transformers_loads(tmp_path: Path, tiny_dir: Path
     ids = tokenizer("Hello", return_tensors="pt").input_ids
     out = model.generate(ids, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == ids.shape[1] + 4
+
+
+def write_demonstrations(path: Path) -> None:
+    """Scripted tool-using demonstrations: call the calculator, read its result, answer."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "calculator",
+            "description": "Evaluate arithmetic.",
+            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+        },
+    }
+    lines = []
+    for a, b in [(12, 7), (31, 4), (25, 25)]:
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "calculator", "arguments": f'{{"expression": "{a}*{b}"}}'},
+        }
+        messages = [
+            {"role": "user", "content": f"What is {a} * {b}?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": str(a * b)},
+            {"role": "assistant", "content": f"The answer is {a * b}."},
+        ]
+        lines.append(json.dumps({"messages": messages, "tools": [tool]}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def test_sft_on_scripted_demonstrations_lowers_their_loss(tmp_path: Path, tiny_dir: Path) -> None:
+    demos = tmp_path / "demos.jsonl"
+    write_demonstrations(demos)
+    data = make_config(
+        tmp_path, tiny_dir, algorithm="sft", demonstrations=str(demos), steps=6, tasks_per_step=3
+    )
+    config = parse_config(data, base_dir=ROOT)
+    rt = await build_runtime(config, store=MemoryStore())
+    try:
+        trainer = Trainer(config, rt, ParityWorkflow)
+        (sample,) = [s for s in trainer.demonstrations if "12 * 7" in rt.engine.tokenizer.decode(s.input_ids)]
+        text = rt.engine.tokenizer.decode(
+            [t for t, m in zip(sample.input_ids, sample.loss_mask, strict=True) if m]
+        )
+        assert "<tool_call>" in text and "calculator" in text and "The answer is 84." in text
+        assert sample.num_calls == 2, "the tool turn and the answer merge into one sequence"
+        assert "84" not in text.split("The answer")[0], "the tool result is not trained on"
+        result = await trainer.run()
+    finally:
+        await rt.close()
+    losses = [row["train/sft/nll"] for row in result.history]
+    assert losses[-1] < losses[0]

@@ -25,13 +25,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ajet.core.config import AjetConfig
+from ajet.core.gateway.render import ChatRenderer
 from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import Runtime
-from ajet.core.tasks import load_tasks
+from ajet.core.tasks import load_tasks, resolve_path
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
 from ajet.trainer.checkpoint import Checkpoint, restore_rng, save_checkpoint
 from ajet.trainer.data import TaskCursor
+from ajet.trainer.demonstrations import load_demonstrations
 from ajet.trainer.engine import LossSettings, OptimizerSettings, TrainingEngine
 from ajet.trainer.metrics import MetricsLogger
 from ajet.trainer.policy import frozen_copy, prepare_policy
@@ -86,11 +88,17 @@ class Trainer:
         self.run_dir = runtime.run_dir
         self.resume = resume
 
-        self.train_tasks: list[LabeledTask] = self._load_split("train")
         self.val_tasks: list[LabeledTask] = self._load_split("val") if config.data.val is not None else []
         if self.train.val_tasks:
             self.val_tasks = self.val_tasks[: self.train.val_tasks]
-        self.cursor = TaskCursor(len(self.train_tasks), seed=config.seed)
+        self.demonstrations: list[Sample] = []
+        if self.train.algorithm == "sft":
+            self.demonstrations = self._demonstration_samples()
+            self.train_tasks: list[LabeledTask] = []
+            self.cursor = TaskCursor(len(self.demonstrations), seed=config.seed)
+        else:
+            self.train_tasks = self._load_split("train")
+            self.cursor = TaskCursor(len(self.train_tasks), seed=config.seed)
 
         model = self.engine.model
         self.policy = prepare_policy(model, self.train.lora, resume.model_dir if resume else None)
@@ -128,6 +136,16 @@ class Trainer:
             self.training.load_state_dict(resume.state["engine"])
             self.cursor.load_state_dict(resume.state["cursor"])
             self.step = resume.step
+
+    def _demonstration_samples(self) -> list[Sample]:
+        if not self.train.demonstrations:
+            raise ValueError("train.algorithm 'sft' needs train.demonstrations: a JSONL file of trajectories")
+        path = resolve_path(self.train.demonstrations, self.config.base_dir)
+        samples, stats = build_samples(load_demonstrations(path, ChatRenderer(self.tokenizer)))
+        self.console.print(
+            f"{len(samples)} demonstration samples from {stats.calls_used} turns ({stats.merges} merged turns)"
+        )
+        return samples
 
     def _load_split(self, split: str) -> list[LabeledTask]:
         spec = getattr(self.config.data, split)
@@ -222,6 +240,11 @@ class Trainer:
         return result
 
     async def train_step(self, step: int) -> dict[str, float]:
+        if self.train.algorithm == "sft":
+            batch = self.cursor.take(self.demonstrations, self.train.tasks_per_step)
+            metrics = self.update(batch, step)
+            await self.engine.load_weights(self.policy)
+            return metrics
         rollout_started = time.perf_counter()
         tasks = self.cursor.take(self.train_tasks, self.train.tasks_per_step)
         episodes = await self._executor(

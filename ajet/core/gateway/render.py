@@ -101,6 +101,27 @@ class ChatRenderer:
         conversation, tool_dicts = self.conversation(messages, tools, tool_choice, known_completions)
         return str(self._apply(conversation, tool_dicts, tokenize=False))
 
+    def completion_ids(
+        self,
+        messages: Sequence[ChatMessage | Mapping[str, Any]],
+        response: ChatMessage | Mapping[str, Any],
+        tools: Sequence[FunctionTool | Mapping[str, Any]] | None = None,
+    ) -> list[int]:
+        """The ids a model writes when it answers `messages` with the assistant message `response`, ending with
+        the end-of-turn token: what supervised fine-tuning on a demonstration trains on."""
+        conversation, tool_dicts = self.conversation([*messages, response], tools)
+        full = str(self._apply(conversation, tool_dicts, tokenize=False, add_generation_prompt=False))
+        prompt = self.render_text(messages, tools)
+        if not full.startswith(prompt):
+            raise RenderError(
+                "the chat template renders earlier turns differently once an answer follows them"
+            )
+        ids = list(self.tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"])
+        eos = self.tokenizer.eos_token_id
+        if eos in ids:
+            return ids[: ids.index(eos) + 1]  # what follows the end-of-turn token is template glue
+        return [*ids, eos]
+
     def conversation(
         self,
         messages: Sequence[ChatMessage | Mapping[str, Any]],
@@ -129,9 +150,13 @@ class ChatRenderer:
     # -- internals -------------------------------------------------------------------------------------------
 
     def _apply(
-        self, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None, tokenize: bool
+        self,
+        conversation: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tokenize: bool,
+        add_generation_prompt: bool = True,
     ) -> Any:
-        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": tokenize}
+        kwargs: dict[str, Any] = {"add_generation_prompt": add_generation_prompt, "tokenize": tokenize}
         if tools:
             kwargs["tools"] = tools
         try:
