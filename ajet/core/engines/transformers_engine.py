@@ -254,8 +254,9 @@ class TransformersEngine(InferenceEngine):
         """Serve `weights` from the next batch on.
 
         `weights` is a state dict (copied in; keys the model lacks are an error, keys it has but the dict
-        lacks keep their values) or an `nn.Module`: the engine's own model (nothing to copy, for a trainer
-        that updates it in place) or another module (its state dict is copied).
+        lacks keep their values) or an `nn.Module`: the engine's own model or a module wrapping it, such as
+        a peft model (nothing to copy: the trainer updated it in place), or another module (its state dict
+        is copied).
         """
         loop = asyncio.get_running_loop()
         command = _LoadWeights(weights, loop, loop.create_future())
@@ -505,10 +506,11 @@ class TransformersEngine(InferenceEngine):
         _settle(command.loop, command.future, None)
 
     def _copy_weights(self, weights: Any) -> None:
-        if weights is self.model:
-            return  # the trainer updated our own module in place
         if isinstance(weights, torch.nn.Module) and any(m is self.model for m in weights.modules()):
-            return  # a wrapper around our own module (a peft model): its adapters live inside our modules
+            # Our own module, or one wrapping it (a peft model injects its adapters into ours): the trainer
+            # updated our parameters in place. Adapters may have changed its structure: re-check the head.
+            self._fast_head = _FastHead.find(self.model)
+            return
         if isinstance(weights, torch.nn.Module):
             weights = weights.state_dict()
         if not isinstance(weights, Mapping):
