@@ -254,7 +254,7 @@ class Trainer:
         pairs = [(e, self.runtime.store.calls(e.episode_id)) for e in episodes]
         samples, stats = build_samples(pairs)
         metrics = episode_metrics(episodes, "rollout")
-        metrics.update({f"samples/{k}": float(v) for k, v in stats.as_metrics().items()})
+        metrics.update({k: float(v) for k, v in stats.as_metrics().items()})
         generated = sum(len(c.completion_ids or []) for _, calls in pairs for c in calls)
         metrics["rollout/time_s"] = rollout_s
         metrics["rollout/tokens_per_s"] = generated / rollout_s if rollout_s > 0 else 0.0
