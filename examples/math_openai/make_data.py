@@ -61,4 +61,6 @@ if __name__ == "__main__":
     train = make_tasks(200, seed=0, prefix="train")
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "val.jsonl", make_tasks(50, seed=1, prefix="val"))
-    write_jsonl(out / "demonstrations.jsonl", [demonstration(row) for row in make_tasks(64, seed=2, prefix="demo")])
+    write_jsonl(
+        out / "demonstrations.jsonl", [demonstration(row) for row in make_tasks(64, seed=2, prefix="demo")]
+    )
