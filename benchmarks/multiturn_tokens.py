@@ -3,7 +3,7 @@
     python benchmarks/multiturn_tokens.py [--turns 5] [--episodes 8]
 
 A 5-turn agent (each turn: the model answers, a tool-style result is appended, the model is asked again) runs
-through the real gateway on the tiny random model with the real SmolLM2 tokenizer and chat template. The same
+through the real gateway on SmolLM2-135M-Instruct (or `--model tiny`: random weights, the real tokenizer). The same
 recorded calls are then turned into samples two ways: merged (consecutive calls whose prompt extends the
 previous prompt + completion become one sequence) and one sample per call. Both the tokens that go through the
 model and the wall time of a training step on them are measured in the same run.
@@ -18,7 +18,7 @@ import time
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
 from ajet.core.config import parse_config
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.models import build_tiny_model
+from ajet.core.models import build_tiny_model, load_model
 from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import build_runtime
 from ajet.core.store.memory import MemoryStore
@@ -64,7 +64,10 @@ def per_call_samples(calls: list[LlmCall]) -> list[Sample]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    model, tokenizer = build_tiny_model(seed=0)
+    if args.model == "tiny":
+        model, tokenizer = build_tiny_model(seed=0)
+    else:
+        model, tokenizer = load_model(args.model)
     config = parse_config(
         {"workflow": "unused:Unused", "rollout": {"group_size": 1}, "gateway": {"http": False}}
     )
@@ -119,4 +122,7 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--model", default="smollm2-135m-instruct", help="a model spec, or 'tiny' for the tiny random model"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -66,14 +66,29 @@ def lr_lambda(settings: OptimizerSettings) -> Any:
     return factor
 
 
-def token_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> tuple[torch.Tensor, Any]:
-    """[B, T] log p(input_ids[:, t] | input_ids[:, :t]) under logits / temperature (0 at t = 0), and the logits
-    [B, T, V] (for entropy). Computed in fp32 whatever the model's dtype, as the inference engine does."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    scaled = logits[:, :-1].float() / (temperature if temperature > 0 else 1.0)  # [B, T-1, V]
-    targets = batch.input_ids[:, 1:].unsqueeze(-1)  # [B, T-1, 1]
-    picked = scaled.gather(-1, targets).squeeze(-1) - torch.logsumexp(scaled, dim=-1)  # [B, T-1]
-    return torch.nn.functional.pad(picked, (1, 0)), logits  # [B, T]
+@dataclass
+class TokenLogprobs:
+    """Log-probs of the tokens from `start` on: only those can be trained (the rows' prompts come before), so the
+    vocabulary projection, the softmax and the entropy skip every earlier position."""
+
+    logprobs: torch.Tensor  # [B, T] log p(input_ids[:, t] | input_ids[:, :t]); 0 for t < start
+    logits: torch.Tensor  # [B, T - start + 1, V] the logits at positions start-1 .. T-1
+    start: int  # the first position of any trained token in the micro-batch (>= 1)
+
+
+def token_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> TokenLogprobs:
+    """Log-probs under logits / temperature, in fp32 whatever the model's dtype, as the inference engine does."""
+    width = batch.input_ids.shape[1]
+    trained = batch.loss_mask.nonzero()[:, 1]
+    start = max(1, int(trained.min())) if trained.numel() else width - 1
+    keep = width - start + 1  # logits at start-1 .. T-1; the last one predicts past the end and is unused
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, logits_to_keep=keep
+    ).logits  # [B, keep, V]
+    scaled = logits[:, :-1].float() / (temperature if temperature > 0 else 1.0)  # [B, T-start, V]
+    targets = batch.input_ids[:, start:].unsqueeze(-1)  # [B, T-start, 1]
+    picked = scaled.gather(-1, targets).squeeze(-1) - torch.logsumexp(scaled, dim=-1)  # [B, T-start]
+    return TokenLogprobs(torch.nn.functional.pad(picked, (start, 0)), logits, start)  # logprobs [B, T]
 
 
 class TrainingEngine:
@@ -121,13 +136,14 @@ class TrainingEngine:
 
     @torch.no_grad()
     def recompute_logprobs(self, samples: Sequence[Sample], temperature: float = 1.0) -> list[list[float]]:
-        """The current policy's log-probs of every token of every sample (0 at position 0), in sample order."""
+        """The current policy's log-probs of every token of every sample, in sample order (0 before the first
+        trained token of its micro-batch: prompt positions are never scored)."""
         out: list[list[float]] = [[] for _ in samples]
         was_training = self.model.training
         self.model.eval()
         try:
             for batch in self.micro_batches(samples):
-                logprobs, _ = token_logprobs(self.model, batch, temperature)
+                logprobs = token_logprobs(self.model, batch, temperature).logprobs
                 for row, index in enumerate(batch.indices):
                     out[index] = logprobs[row, : len(samples[index].input_ids)].tolist()
         finally:
@@ -163,7 +179,8 @@ class TrainingEngine:
         sums: dict[str, float] = {}
         tokens = 0
         for batch in batches:
-            logprobs, logits = token_logprobs(self.model, batch, loss.temperature)  # [B, T], [B, T, V]
+            forward = token_logprobs(self.model, batch, loss.temperature)
+            logprobs = forward.logprobs  # [B, T]
             per_token, metrics = policy_loss(
                 logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
             )
@@ -172,7 +189,7 @@ class TrainingEngine:
             )
             if loss.kl_coef > 0:
                 with torch.no_grad(), self._reference() as reference:
-                    ref_logprobs, _ = token_logprobs(reference, batch, loss.temperature)
+                    ref_logprobs = token_logprobs(reference, batch, loss.temperature).logprobs
                 kl = get_kl_estimator(loss.kl_estimator)(logprobs, ref_logprobs)  # [B, T]
                 kl_term = aggregate(
                     kl, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
@@ -184,10 +201,9 @@ class TrainingEngine:
             metrics["loss"] = float(total.detach())
             if loss.entropy_metric:
                 with torch.no_grad():
-                    entropy = entropy_from_logits(
-                        logits[:, :-1].detach().float() / max(loss.temperature, 1e-6)
-                    )
-                    metrics["entropy"] = masked_mean(entropy, batch.loss_mask[:, 1:]).item()
+                    scaled = forward.logits[:, :-1].detach().float() / max(loss.temperature, 1e-6)
+                    entropy = entropy_from_logits(scaled)  # [B, T-start]
+                    metrics["entropy"] = masked_mean(entropy, batch.loss_mask[:, forward.start :]).item()
             for name, value in metrics.items():
                 # "loss" is already scaled to the mini-batch; the rest are averaged over trained tokens.
                 sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
