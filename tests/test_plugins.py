@@ -112,3 +112,31 @@ def test_ajet_plugins_shows_a_third_party_plugin(tmp_path: Path) -> None:
         [sys.executable, "-m", "ajet.cli.main", "plugins"], capture_output=True, text=True, env=env
     )
     assert "echo" in table.stdout and "ajet-echo-plugin 0.3.1" in table.stdout
+
+
+def test_a_plugin_adds_a_trainer_algorithm_through_the_hook() -> None:
+    import torch
+
+    from ajet.trainer.algorithms.registry import POLICY_LOSSES, get_policy_loss, install_plugin_algorithms
+
+    def halved_pg(logprobs, old_logprobs, advantages, mask):
+        return -0.5 * advantages[:, None] * logprobs * mask, {}
+
+    class Algorithms:
+        @hookimpl
+        def register_algorithms(self, register):
+            register("policy_loss", "halved_pg", halved_pg)
+
+    registry = collect_registry(make_plugin_manager(plugins=[Algorithms()]))
+    assert "policy_loss:halved_pg" in registry.algorithms
+    try:
+        install_plugin_algorithms({k: r.value for k, r in registry.algorithms.items()})
+        install_plugin_algorithms({k: r.value for k, r in registry.algorithms.items()})  # idempotent
+        loss, _ = get_policy_loss("halved_pg")(
+            torch.tensor([[-1.0]]), torch.tensor([[-1.0]]), torch.tensor([2.0]), torch.tensor([[1.0]])
+        )
+        assert loss.item() == 1.0  # -0.5 * 2 * -1
+        with pytest.raises(ValueError, match="unknown kind"):
+            install_plugin_algorithms({"optimizer:adam": halved_pg})
+    finally:
+        POLICY_LOSSES.pop("halved_pg", None)

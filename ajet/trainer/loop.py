@@ -31,6 +31,7 @@ from ajet.core.runtime import Runtime
 from ajet.core.tasks import load_tasks, resolve_path
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
+from ajet.trainer.algorithms.registry import install_plugin_algorithms
 from ajet.trainer.checkpoint import Checkpoint, restore_rng, save_checkpoint
 from ajet.trainer.data import TaskCursor
 from ajet.trainer.demonstrations import load_demonstrations
@@ -87,6 +88,7 @@ class Trainer:
         self.tokenizer = self.engine.tokenizer
         self.run_dir = runtime.run_dir
         self.resume = resume
+        install_plugin_algorithms({k: r.value for k, r in runtime.registry.algorithms.items()})
 
         self.val_tasks: list[LabeledTask] = self._load_split("val") if config.data.val is not None else []
         if self.train.val_tasks:

@@ -144,3 +144,21 @@ def get_aggregation(name: str, extra: Mapping[str, Any] | None = None) -> Aggreg
 
 def get_kl_estimator(name: str, extra: Mapping[str, Any] | None = None) -> KlEstimator:
     return _get(KL_ESTIMATORS, extra, name, "KL estimator")
+
+
+def install_plugin_algorithms(algorithms: Mapping[str, Any]) -> None:
+    """Add what plugins registered through the `register_algorithms` hook (keys "kind:name", values the
+    functions) to these registries. Re-installing the same function is a no-op; a clash raises."""
+    tables = {
+        "advantage_estimator": ADVANTAGE_ESTIMATORS,
+        "policy_loss": POLICY_LOSSES,
+        "aggregation": AGGREGATIONS,
+        "kl_estimator": KL_ESTIMATORS,
+    }
+    for key, fn in algorithms.items():
+        kind, _, name = key.partition(":")
+        if kind not in tables:
+            raise ValueError(
+                f"register_algorithms: unknown kind {kind!r} for {name!r}; use one of {sorted(tables)}"
+            )
+        register(tables[kind], name, fn)
