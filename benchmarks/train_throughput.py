@@ -14,6 +14,7 @@ import argparse
 import random
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -65,7 +66,7 @@ def plain_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, samples
     optimizer.zero_grad(set_to_none=True)
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):

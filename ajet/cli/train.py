@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,6 +16,10 @@ from ajet.core.loading import load_workflow_factory
 from ajet.core.plugins import PluginError
 from ajet.core.runtime import build_runtime
 from ajet.core.tasks import TaskSourceError
+from ajet.core.workflow import Workflow
+
+if TYPE_CHECKING:
+    from ajet.trainer.checkpoint import Checkpoint
 
 
 def train_command(
@@ -60,7 +66,12 @@ def train_command(
         raise typer.Exit(2) from None
 
 
-async def _train(config: AjetConfig, make_workflow, checkpoint, console: Console) -> None:
+async def _train(
+    config: AjetConfig,
+    make_workflow: Callable[[], Workflow],
+    checkpoint: Checkpoint | None,
+    console: Console,
+) -> None:
     from ajet.trainer.loop import Trainer
 
     with console.status(f"loading {config.model.path} ..."):
