@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.store.memory import MemoryStore
 from ajet.core.types import Completion, EpisodeStatus, LlmCall, SamplingParams
+from tests.adapters.netcheck import no_sockets
 
 TASKS = [LabeledTask(task_id="t1", main_query="What is 2 + 3?", label=5)]
 INSTRUCTIONS = "You are a calculator. Use the add tool."
@@ -67,29 +67,6 @@ async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Ru
         yield rt
     finally:
         await rt.close()
-
-
-_socket_events: list[tuple[str, Any]] | None = None
-_hook_installed = False
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if _socket_events is not None and event in ("socket.connect", "socket.getaddrinfo"):
-        _socket_events.append((event, args[1] if event == "socket.connect" else args[0]))
-
-
-@contextmanager
-def no_sockets() -> Iterator[list[tuple[str, Any]]]:
-    """Records every socket connect and DNS lookup in the process while active (audit hooks stay installed)."""
-    global _socket_events, _hook_installed
-    if not _hook_installed:
-        sys.addaudithook(_audit)
-        _hook_installed = True
-    _socket_events = events = []
-    try:
-        yield events
-    finally:
-        _socket_events = None
 
 
 def tracing_enabled() -> bool:
