@@ -77,3 +77,23 @@ def test_debug_explains_a_class_that_is_not_a_workflow(tmp_path: Path) -> None:
     result = ajet("debug", "-c", str(config))
     assert result.returncode == 2
     assert "not a subclass of ajet.Workflow" in result.stdout
+
+
+def test_set_overrides_parse_yaml_values_and_reject_bad_pairs() -> None:
+    from ajet.cli.overrides import parse_overrides
+    from ajet.core.config import ConfigError
+
+    parsed = parse_overrides(["train.steps=2", "trainable_targets=[villager, seer]", "name=x=y"])
+    assert parsed == {"train.steps": 2, "trainable_targets": ["villager", "seer"], "name": "x=y"}
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        parse_overrides(["train.steps"])
+
+
+def test_debug_set_overrides_reach_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("workflow: flow.py:Flow\n")
+    result = ajet("debug", "-c", str(config), "--set", "rollout.group_sise=2")
+    assert result.returncode == 2
+    assert "rollout.group_sise" in result.stdout and "group_size" in result.stdout
+    result = ajet("debug", "-c", str(config), "--set", "workflow.args.turns=2")
+    assert result.returncode == 2 and "cannot set workflow.args.turns" in result.stdout

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
 from ajet.core.loading import load_workflow_factory
 from ajet.core.plugins import PluginError
@@ -36,6 +37,7 @@ def debug_command(
     group_size: int | None = typer.Option(None, "--group-size", "-g", min=1, help="episodes per task"),
     out: Path | None = typer.Option(None, "--out", "-o", help="write the trajectories as JSONL here"),
     store: str | None = typer.Option(None, help="'memory' or a SQLite path (default: <run_dir>/ajet.sqlite)"),
+    set_fields: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     strict: bool = typer.Option(False, help="exit with status 1 if any episode failed or timed out"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show log messages"),
 ) -> None:
@@ -45,12 +47,12 @@ def debug_command(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     console = Console()
-    overrides: dict[str, object] = {}
-    if group_size is not None:
-        overrides["rollout.group_size"] = group_size
-    if store is not None:
-        overrides["store"] = store
     try:
+        overrides = parse_overrides(set_fields)
+        if group_size is not None:
+            overrides["rollout.group_size"] = group_size
+        if store is not None:
+            overrides["store"] = store
         config = load_config(config_path, overrides)
         make_workflow = load_workflow_factory(config)
         task_list = _load_split(config, split, tasks)

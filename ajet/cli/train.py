@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
 from ajet.core.loading import load_workflow_factory
 from ajet.core.plugins import PluginError
@@ -27,6 +28,7 @@ def train_command(
     resume: Path | None = typer.Option(None, "--resume", help="continue the run in this run directory"),
     steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="override run_dir (default runs/<name>)"),
+    set_fields: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show log messages"),
 ) -> None:
     """Train the workflow's model with RL (or SFT): a progress bar, metrics in TensorBoard and metrics.jsonl,
@@ -45,13 +47,15 @@ def train_command(
             if checkpoint is None:
                 console.print(f"no checkpoint in {resume} yet: starting that run from step 0")
         elif config_path is not None:
-            overrides: dict[str, object] = {}
+            overrides = parse_overrides(set_fields)
             if run_dir is not None:
                 overrides["run_dir"] = str(run_dir)
             config = load_config(config_path, overrides)
             checkpoint = None
         else:
             raise ConfigError("give a config (-c CONFIG) or a run to continue (--resume RUN_DIR)")
+        if resume is not None and set_fields:
+            raise ConfigError("--set applies to a new run (-c CONFIG); a resumed run keeps its saved config")
         if steps is not None:
             config.train.steps = steps
         make_workflow = load_workflow_factory(config)

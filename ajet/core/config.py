@@ -270,8 +270,15 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Aj
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
-    for key in keys[:-1]:
-        data = data.setdefault(key, {})
+    for depth, key in enumerate(keys[:-1]):
+        child = data.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = ".".join(keys[: depth + 1])
+            raise ConfigError(
+                f"cannot set {dotted}: {where} is {child!r}, not a section. Write it as a mapping in the config "
+                f"(e.g. `workflow: {{path: ..., args: {{...}}}}`) or set {where} as a whole"
+            )
+        data = child
     data[keys[-1]] = value
 
 
