@@ -173,17 +173,40 @@ class TwoAgents(Workflow):
         return WorkflowOutput(reward=1.0)
 
 
-async def test_agents_are_recorded_with_name_tag_and_trainable_flag(runtime: Runtime) -> None:
+async def test_only_trained_agents_are_recorded_and_the_others_are_counted(runtime: Runtime) -> None:
     executor = RolloutExecutor(runtime, TwoAgents)
     executor.settings.group_size = 1
     (episode,) = await executor.run(TASKS[:1])
     assert episode.status == EpisodeStatus.OK, episode.error
     calls = runtime.store.calls(episode.episode_id)
-    assert [(c.agent_name, c.target_tag, c.trainable) for c in calls] == [
-        ("Alice", "solver", True),
-        ("Bob", "critic", False),
-    ]
-    assert [c.seq for c in calls] == [0, 1]
+    assert [(c.agent_name, c.target_tag, c.trainable, c.seq) for c in calls] == [("Alice", "solver", True, 0)]
+    assert episode.untrained_calls == {"critic": 1}
+    assert runtime.store.get_episode(episode.episode_id).untrained_calls == {"critic": 1}
+
+    # trainable_targets from the config (here the executor's settings) overrides the workflow's own
+    executor.settings.trainable_targets = ["critic"]
+    (episode,) = await executor.run(TASKS[:1])
+    calls = runtime.store.calls(episode.episode_id)
+    assert [(c.agent_name, c.target_tag) for c in calls] == [("Bob", "critic")]
+    assert episode.untrained_calls == {"solver": 1}
+
+
+class RolesRewarded(Workflow):
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        return WorkflowOutput(reward=0.5, target_rewards={"werewolf": True, "villager": 0})
+
+
+async def test_per_role_rewards_are_stored_with_the_episode(runtime: Runtime) -> None:
+    executor = RolloutExecutor(runtime, RolesRewarded)
+    executor.settings.group_size = 1
+    (episode,) = await executor.run(TASKS[:1])
+    stored = runtime.store.get_episode(episode.episode_id)
+    assert stored.target_rewards == {"werewolf": 1.0, "villager": 0.0}
+    assert (stored.reward_for("werewolf"), stored.reward_for("villager"), stored.reward_for("seer")) == (
+        1.0,
+        0.0,
+        0.5,
+    )
 
 
 class OverLoopbackHttp(Workflow):

@@ -246,6 +246,34 @@ def test_compute_episode_advantages_groups_by_target_tag() -> None:
         compute_episode_advantages([e1], "grpo", samples)
 
 
+def test_per_role_rewards_give_each_role_its_own_advantage() -> None:
+    # A game: in e1 the werewolves won, in e2 the villagers. Each role is compared with itself across episodes:
+    #   (g0, werewolf) = {e1: 1, e2: 0} -> +-0.707107; (g0, villager) = {e1: 0, e2: 1} -> -+0.707107
+    e1, e2 = episode("e1", reward=0.5), episode("e2", reward=0.5)
+    e1.target_rewards = {"werewolf": 1.0, "villager": 0.0}
+    e2.target_rewards = {"werewolf": 0.0, "villager": 1.0}
+    pairs: list[tuple[Episode, list[LlmCall]]] = [
+        (
+            ep,
+            [
+                call(ep.episode_id, 0, [1], [10, 99], agent="p1", tag="werewolf"),
+                call(ep.episode_id, 1, [2], [20, 99], agent="p2", tag="villager"),
+            ],
+        )
+        for ep in (e1, e2)
+    ]
+    samples, _ = build_samples(pairs)
+    advantages, _ = compute_episode_advantages([e1, e2], "grpo", samples)
+    assign_advantages(samples, advantages)
+    got = {(s.episode_id, s.target_tag): (s.reward, round(s.advantage, 5)) for s in samples}
+    assert got == {
+        ("e1", "werewolf"): (1.0, 0.70711),
+        ("e1", "villager"): (0.0, -0.70711),
+        ("e2", "werewolf"): (0.0, -0.70711),
+        ("e2", "villager"): (1.0, 0.70711),
+    }
+
+
 def test_failed_episodes_are_excluded_and_counted() -> None:
     pairs = [
         (episode("ok"), [call("ok", 0, [1], [10, 99])]),

@@ -336,13 +336,31 @@ def test_sqlite_file_settings_and_schema_version(tmp_path: Path) -> None:
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"calls_episode_id", "calls_run_id", "episodes_run_id"} <= indexes
     conn.execute("PRAGMA user_version = 99")
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this ajet"):
         SqliteStore(path)
+
+
+def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path) -> None:
+    path = tmp_path / "ajet.sqlite"
+    store = SqliteStore(path)
+    episode = make_episode()
+    store.add_episode(episode)
+    store.close()
+    conn = sqlite3.connect(path)  # make it what version 1 wrote: no per-role rewards, no untrained counts
+    conn.execute("ALTER TABLE episodes DROP COLUMN target_rewards")
+    conn.execute("ALTER TABLE episodes DROP COLUMN untrained_calls")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    assert store.get_episode(episode.episode_id) == episode
+    store.set_status(episode.episode_id, S.RUNNING, untrained_calls={"critic": 2})
+    assert store.get_episode(episode.episode_id).untrained_calls == {"critic": 2}
 
 
 def test_sqlite_refuses_values_it_cannot_store() -> None:

@@ -90,6 +90,7 @@ class RolloutExecutor:
 
     async def run_episode(self, episode: Episode, seed: int | None = None) -> Episode:
         store = self.runtime.store
+        keys = self.runtime.gateway.keys
         started = time.time()
         store.set_status(episode.episode_id, EpisodeStatus.RUNNING, started_at=started)
         try:
@@ -118,28 +119,32 @@ class RolloutExecutor:
             if output.reward is None and self.runtime.judge is not None:
                 output = await judge_episode(self.runtime.judge, episode.task, output)
         except TimeoutError:
-            return self._finish(
-                episode,
-                EpisodeStatus.TIMED_OUT,
-                error=f"episode did not finish within {self.settings.episode_timeout_s:g} s "
+            outcome: dict[str, Any] = {
+                "status": EpisodeStatus.TIMED_OUT,
+                "error": f"episode did not finish within {self.settings.episode_timeout_s:g} s "
                 "(rollout.episode_timeout_s)",
-            )
+            }
         except Exception as exc:
-            return self._finish(
-                episode, EpisodeStatus.FAILED, error=f"{type(exc).__name__}: {exc}", tb=traceback.format_exc()
-            )
+            outcome = {
+                "status": EpisodeStatus.FAILED,
+                "error": f"{type(exc).__name__}: {exc}",
+                "tb": traceback.format_exc(),
+            }
+        else:
+            outcome = {
+                "status": EpisodeStatus.OK,
+                "reward": output.reward,
+                "target_rewards": output.target_rewards,
+                "is_success": output.is_success,
+                "metadata": output.metadata,
+            }
         finally:
-            self.runtime.gateway.keys.revoke_episode(episode.episode_id)
-        return self._finish(
-            episode,
-            EpisodeStatus.OK,
-            reward=output.reward,
-            is_success=output.is_success,
-            metadata=output.metadata,
-        )
+            untrained = keys.untrained_calls(episode.episode_id)
+            keys.revoke_episode(episode.episode_id)
+        return self._finish(episode, untrained_calls=untrained, **outcome)
 
     def _finish(
-        self, episode: Episode, status: EpisodeStatus, *, tb: str | None = None, **fields: object
+        self, episode: Episode, *, status: EpisodeStatus, tb: str | None = None, **fields: object
     ) -> Episode:
         return self.runtime.store.set_status(
             episode.episode_id, status, finished_at=time.time(), traceback=tb, **fields

@@ -56,6 +56,9 @@ class WorkflowOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reward: float | None = None
+    #: per-role rewards in multi-agent episodes (target_tag -> reward): samples of a tag listed here are trained
+    #: on its reward, the others on `reward`. E.g. a game where the trained werewolves lose and villagers win.
+    target_rewards: dict[str, float] = Field(default_factory=dict)
     is_success: bool | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -65,6 +68,16 @@ class WorkflowOutput(BaseModel):
         if isinstance(value, bool):
             return float(value)
         return value
+
+    @field_validator("target_rewards", mode="before")
+    @classmethod
+    def _target_rewards_are_numbers(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {tag: float(r) if isinstance(r, bool) else r for tag, r in value.items()}
+        return value
+
+    def reward_for(self, target_tag: str) -> float | None:
+        return self.target_rewards.get(target_tag, self.reward)
 
 
 class EpisodeStatus(StrEnum):
@@ -110,8 +123,12 @@ class Episode(BaseModel):
     repeat_index: int = 0
     status: EpisodeStatus = EpisodeStatus.PENDING
     reward: float | None = None
+    target_rewards: dict[str, float] = Field(default_factory=dict)  # see WorkflowOutput.target_rewards
     is_success: bool | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: calls of agents whose tag is not trained, per tag: served (by their debug model or the policy) but not
+    #: recorded, since nothing trains on them
+    untrained_calls: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
     created_at: float = Field(default_factory=time.time)
@@ -121,6 +138,10 @@ class Episode(BaseModel):
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    def reward_for(self, target_tag: str) -> float | None:
+        """The reward that samples of `target_tag` train on: its own when the workflow gave one, else `reward`."""
+        return self.target_rewards.get(target_tag, self.reward)
 
     @property
     def duration_s(self) -> float | None:

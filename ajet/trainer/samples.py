@@ -188,7 +188,7 @@ class _SampleBuilder:
             group_id=self.episode.group_id,
             agent_name=self.agent_name,
             target_tag=self.target_tag,
-            reward=float(self.episode.reward or 0.0),
+            reward=float(self.episode.reward_for(self.target_tag) or 0.0),
             num_calls=len(self.call_ids),
             call_ids=self.call_ids,
         )
@@ -330,7 +330,10 @@ def compute_episode_advantages(
     groups: dict[tuple[str, str], int] = {}  # group key -> group index
     group_index = [groups.setdefault(group_key(by_id[ep], s), len(groups)) for (ep, _), s in members.items()]
     # float64: rewards are few, and exact-looking advantages make logs and tests easier to read
-    rewards = torch.tensor([float(by_id[ep].reward or 0.0) for ep, _ in members], dtype=torch.float64)
+    # each (episode, tag) member gets its role's reward when the workflow gave per-role rewards
+    rewards = torch.tensor(
+        [float(by_id[ep].reward_for(tag) or 0.0) for ep, tag in members], dtype=torch.float64
+    )
     fn = get_advantage_estimator(estimator, extra_estimators)
     values, metrics = fn(rewards, torch.tensor(group_index, dtype=torch.long), **options)
     return dict(zip(members, values.tolist(), strict=True)), metrics

@@ -323,6 +323,11 @@ class Gateway:
 
     def _record(self, binding: KeyBinding, raw: dict[str, Any], result: ChatResult, latency: float) -> None:
         episode_id = binding.episode_id  # from the key, never from the request
+        if not binding.trainable:
+            # Nothing trains on an untrained role's calls (they may come from another model altogether), so
+            # they are counted on the episode, not recorded.
+            self.keys.count_untrained(episode_id, binding.target_tag)
+            return
         tool_calls = result.message.get("tool_calls")
         if tool_calls and result.completion_text is not None:
             self.keys.remember_completion(episode_id, [c["id"] for c in tool_calls], result.completion_text)

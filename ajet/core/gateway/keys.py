@@ -53,10 +53,11 @@ class KeyBinding(BaseModel):
 
 
 class _EpisodeState:
-    __slots__ = ("completions", "keys", "next_seq", "started")
+    __slots__ = ("completions", "keys", "next_seq", "started", "untrained")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
+        self.untrained: dict[str, int] = {}  # target_tag -> calls served but not recorded
         self.next_seq = 0
         self.started = 0  # calls started (seq counts calls recorded, which finish in any order)
         # tool call id -> the raw completion text of the response that returned it
@@ -99,6 +100,18 @@ class KeyRegistry:
             seq = state.next_seq
             state.next_seq += 1
             return seq
+
+    def count_untrained(self, episode_id: str, target_tag: str) -> None:
+        with self._lock:
+            state = self._episodes.get(episode_id)
+            if state is not None:
+                state.untrained[target_tag] = state.untrained.get(target_tag, 0) + 1
+
+    def untrained_calls(self, episode_id: str) -> dict[str, int]:
+        """target_tag -> how many calls of untrained agents the episode made (read before revoking it)."""
+        with self._lock:
+            state = self._episodes.get(episode_id)
+            return dict(state.untrained) if state is not None else {}
 
     def next_call_index(self, episode_id: str) -> int:
         """0, 1, 2, ... in the order the episode's calls arrive (for per-call seeds)."""

@@ -18,7 +18,7 @@ from pydantic_core import from_json, to_json
 from ajet.core.store.base import Store, UnknownEpisode
 from ajet.core.types import Episode, EpisodeStatus, LlmCall, check_transition
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _M = TypeVar("_M", Episode, LlmCall)
 
 # `seq` (INTEGER PRIMARY KEY) is the insertion order; contract reads sort by it.
@@ -33,8 +33,10 @@ CREATE TABLE IF NOT EXISTS episodes (
     repeat_index INTEGER NOT NULL,
     status TEXT NOT NULL,
     reward REAL,
+    target_rewards TEXT NOT NULL DEFAULT '{}',
     is_success INTEGER,
     metadata TEXT NOT NULL,
+    untrained_calls TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     traceback TEXT,
     created_at REAL NOT NULL,
@@ -70,7 +72,7 @@ CREATE INDEX IF NOT EXISTS calls_run_id ON calls (run_id);
 
 _EPISODE_COLUMNS = tuple(Episode.model_fields)
 _CALL_COLUMNS = tuple(LlmCall.model_fields)
-_EPISODE_JSON = frozenset({"task", "metadata"})
+_EPISODE_JSON = frozenset({"task", "metadata", "target_rewards", "untrained_calls"})
 _CALL_JSON = frozenset(
     {"messages", "tools", "prompt_ids", "completion_ids", "logprobs", "response", "sampling"}
 )
@@ -121,11 +123,16 @@ class SqliteStore(Store):
                     f"{self.path} has store schema version {version}, newer than this ajet's "
                     f"{SCHEMA_VERSION}; upgrade ajet to read it"
                 )
-            # Version 0 is a new file. Later versions add their ALTER/CREATE steps here, one `if version < N`.
+            # Version 0 is a new file and gets the current schema; an older file gets each ALTER step it lacks.
             if version < 1:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
+            elif version < 2:  # 2: per-role rewards and the count of untrained calls
+                for column in ("target_rewards", "untrained_calls"):
+                    self._conn.execute(
+                        f"ALTER TABLE episodes ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'"
+                    )
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._check_columns()
 
