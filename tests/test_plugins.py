@@ -70,6 +70,36 @@ def test_adapter_reports_missing_framework() -> None:
     assert adapter.missing_modules() == ["surely_not_installed_xyz"]
     assert adapter.install_hint() == "pip install 'ajet[nope]'"
     assert adapter.tuner_methods() == ("as_nope_model",)
+    outside = Adapter(
+        name="x", make_model=lambda h: h, requires=("pydantic_ai",), install="pydantic-ai-slim[openai]"
+    )
+    assert outside.install_hint() == "pip install 'pydantic-ai-slim[openai]'"
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_still_load(tmp_path: Path) -> None:
+    (tmp_path / "ajet_broken_plugin.py").write_text("import surely_not_installed_xyz\n")
+    info = tmp_path / "ajet_broken_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ajet-broken-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[ajet]\nbroken = ajet_broken_plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ajet.cli.main", "plugins", "--json"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert "openai_sdk" in {row["name"] for row in listing["adapters"]}
+    (failure,) = listing["failed"]
+    assert (failure["plugin"], failure["package"], failure["version"]) == (
+        "broken",
+        "ajet-broken-plugin",
+        "1.0",
+    )
+    assert "ModuleNotFoundError" in failure["error"] and "surely_not_installed_xyz" in failure["error"]
+    code = "from ajet.core.plugins import load_registry; load_registry().adapter('broken')"
+    lookup = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert lookup.returncode != 0
+    assert "failed to load" in lookup.stderr and "ajet-broken-plugin 1.0 failed to import" in lookup.stderr
 
 
 def write_plugin_package(root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import typer
 from rich.console import Console
@@ -17,7 +18,9 @@ def plugins_command(
     """List adapters, engines and tool-call parsers found through the 'ajet' entry-point group."""
     console = Console()
     try:
-        registry = load_registry()
+        with warnings.catch_warnings():  # shown in the output below instead
+            warnings.simplefilter("ignore")
+            registry = load_registry()
     except PluginError as exc:
         console.print(f"[red]plugin error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -43,8 +46,12 @@ def plugins_command(
         "judgers": sorted(registry.judgers),
         "algorithms": sorted(registry.algorithms),
     }
+    failures = [
+        {"plugin": f.plugin, "package": f.package, "version": f.version, "error": f.error}
+        for f in registry.load_failures
+    ]
     if as_json:
-        typer.echo(json.dumps({"adapters": adapters, **others}, indent=2))
+        typer.echo(json.dumps({"adapters": adapters, **others, "failed": failures}, indent=2))
         return
     table = Table(title="ajet adapters")
     for column in ("adapter", "tuner methods", "from package", "framework installed"):
@@ -56,3 +63,5 @@ def plugins_command(
     console.print(table)
     for title, names in others.items():
         console.print(f"[bold]{title.replace('_', ' ')}:[/bold] {', '.join(names) or '(none)'}")
+    for failure in registry.load_failures:
+        console.print(f"[red]failed to load:[/red] {failure.describe()}", soft_wrap=True)

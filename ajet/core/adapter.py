@@ -4,7 +4,7 @@ tuner's `ModelHandle` into the framework's native model object (or client, or ba
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +19,16 @@ class Adapter:
     method_names: tuple[str, ...] = ()
     #: modules that must be importable for the framework to work (checked without importing them)
     requires: tuple[str, ...] = ()
-    #: the extra that installs the framework: `pip install 'ajet[<extra>]'`
+    #: the extra that installs the framework: `pip install 'ajet[<extra>]'` (built-in adapters)
     extra: str | None = None
+    #: what to pip install for the framework, for adapters outside ajet, e.g. "pydantic-ai-slim[openai]"
+    install: str | None = None
     description: str = ""
     #: keyword arguments of `tuner.as_*` that the tuner consumes itself (agent identity), never passed on
     handle_kwargs: tuple[str, ...] = field(default=("agent_name", "target_tag", "debug_model"), repr=False)
+    #: `run_react(model, spec: ajet.core.react.ReActSpec) -> final answer text`: how this framework's own agent
+    #: runs a ReAct loop, for the built-in `ajet.workflows.react:ReActWorkflow`; None if the adapter has none
+    run_react: Callable[..., Awaitable[str]] | None = field(default=None, repr=False)
 
     def tuner_methods(self) -> tuple[str, ...]:
         return self.method_names or (f"as_{self.name}_model",)
@@ -34,4 +39,6 @@ class Adapter:
     def install_hint(self) -> str:
         if self.extra:
             return f"pip install 'ajet[{self.extra}]'"
+        if self.install:
+            return f"pip install '{self.install}'"
         return "pip install " + " ".join(self.requires)

@@ -7,6 +7,7 @@ registry = collect_registry(pm)     # adapters, engines, tool parsers, task gene
 from __future__ import annotations
 
 import importlib.metadata
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +45,31 @@ class Registered:
     source: PluginSource
 
 
+@dataclass(frozen=True)
+class PluginLoadFailure:
+    """An `ajet` entry point whose module raised on import: skipped, and shown by `ajet plugins`."""
+
+    plugin: str
+    package: str
+    version: str
+    error: str
+
+    def describe(self) -> str:
+        return f"plugin {self.plugin!r} from {self.package} {self.version} failed to import: {self.error}"
+
+
+class AjetPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers the entry points it could not load."""
+
+    def __init__(self) -> None:
+        super().__init__("ajet")
+        self.load_failures: list[PluginLoadFailure] = []
+
+
 @dataclass
 class PluginRegistry:
+    #: entry points that failed to import (their hooks were not run)
+    load_failures: list[PluginLoadFailure] = field(default_factory=list)
     adapters: dict[str, Registered] = field(default_factory=dict)
     engines: dict[str, Registered] = field(default_factory=dict)
     tool_parsers: dict[str, Registered] = field(default_factory=dict)
@@ -59,9 +83,11 @@ class PluginRegistry:
             return self.adapters[name].value
         except KeyError:
             found = ", ".join(sorted(self.adapters)) or "none"
+            failed = "".join(f"\n  {failure.describe()}" for failure in self.load_failures)
             raise PluginError(
                 f"no adapter named {name!r}; adapters found: {found}. A third-party framework needs its plugin "
                 "package installed (it registers itself through the 'ajet' entry-point group)."
+                + (f"\nPlugins that failed to load:{failed}" if failed else "")
             ) from None
 
     def adapter_for_method(self, method: str) -> Adapter | None:
@@ -85,16 +111,17 @@ class PluginRegistry:
             raise PluginError(f"unknown {what} {name!r} in {field_name}; write one of: {found}") from None
 
 
-def make_plugin_manager(
-    *, load_entrypoints: bool = True, plugins: Iterable[Any] = ()
-) -> pluggy.PluginManager:
+def make_plugin_manager(*, load_entrypoints: bool = True, plugins: Iterable[Any] = ()) -> AjetPluginManager:
     """A fresh plugin manager: the hookspecs, every `ajet` entry point (when asked), then `plugins`.
 
-    Raises PluginError when a plugin implements a hook that does not exist (a misspelled `register_*`).
+    An entry point whose module fails to import is skipped and kept in `pm.load_failures` (with a warning), so
+    one broken third-party package does not take every other framework down with it. Raises PluginError when a
+    plugin implements a hook that does not exist (a misspelled `register_*`).
     """
-    pm = pluggy.PluginManager("ajet")
+    pm = AjetPluginManager()
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
+        _block_broken_entrypoints(pm)
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in plugins:
         pm.register(plugin)
@@ -103,6 +130,24 @@ def make_plugin_manager(
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"{exc}. Known hooks: {', '.join(_hook_names())}") from exc
     return pm
+
+
+def _block_broken_entrypoints(pm: AjetPluginManager) -> None:
+    # Import each entry point first (a module imports once, so pluggy's own load below costs nothing more);
+    # block those that raise, which pluggy then skips.
+    for dist in importlib.metadata.distributions():
+        for entry_point in dist.entry_points:
+            if entry_point.group != ENTRY_POINT_GROUP or pm.is_blocked(entry_point.name):
+                continue
+            try:
+                entry_point.load()
+            except Exception as exc:
+                failure = PluginLoadFailure(
+                    entry_point.name, dist.metadata["Name"], dist.version, f"{type(exc).__name__}: {exc}"
+                )
+                pm.load_failures.append(failure)
+                pm.set_blocked(entry_point.name)
+                warnings.warn(failure.describe(), stacklevel=3)
 
 
 def _hook_names() -> list[str]:
@@ -119,7 +164,7 @@ def _sources(pm: pluggy.PluginManager) -> dict[int, PluginSource]:
 
 def collect_registry(pm: pluggy.PluginManager) -> PluginRegistry:
     """Call every `register_*` hook, remembering which plugin registered what. Duplicate names are an error."""
-    registry = PluginRegistry()
+    registry = PluginRegistry(load_failures=list(getattr(pm, "load_failures", [])))
     sources = _sources(pm)
 
     def run(hook_name: str, table: dict[str, Registered], make: Callable[..., tuple[str, Any]]) -> None:
