@@ -1,11 +1,16 @@
 """One GRPO step, ajet vs TRL's GRPOTrainer, on the same model, batch and lengths, in the same run.
 
     pip install trl && python benchmarks/grpo_vs_trl.py [--steps 4] [--prompts 8] [--group 4] [--tokens 24]
+                                                        [--precision fp32|bf16|both]
 
 Both sample `group` completions for each of `prompts` single-digit addition prompts (at most `tokens` new
 tokens, temperature 1), score them with the same numeric check, and make one optimizer step (full fine-tuning,
 AdamW, no KL, PPO clip 0.2 / 0.28). A step is everything: generation, scoring, the update. The first step of
 each is a warm-up and not counted; the median of the rest is compared.
+
+Same work means the same precision: fp32 runs ajet with `model.autocast: none` and TRL with `bf16=False`; bf16
+runs ajet with `model.autocast: bfloat16` and TRL with `bf16=True` (TRL's own default). TRL's default gradient
+checkpointing is turned off in both, as ajet does not checkpoint here: it only trades time for memory.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def prompts(n: int) -> list[tuple[str, int]]:
     return [(f"What is {a} + {b}?", a + b) for a, b in [(i % 10, (3 * i + 1) % 10) for i in range(n)]]
 
 
-def trl_step_times(args: argparse.Namespace) -> list[float]:
+def trl_step_times(args: argparse.Namespace, bf16: bool) -> list[float]:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -72,6 +77,8 @@ def trl_step_times(args: argparse.Namespace) -> list[float]:
             epsilon_high=0.28,
             temperature=1.0,
             use_cpu=True,
+            bf16=bf16,
+            gradient_checkpointing=False,
             report_to=[],
             save_strategy="no",
             logging_steps=1,
@@ -90,7 +97,7 @@ def trl_step_times(args: argparse.Namespace) -> list[float]:
     return [end - begin for begin, end in zip(stamps[::2], stamps[1::2], strict=False)]
 
 
-async def ajet_step_times(args: argparse.Namespace) -> list[float]:
+async def ajet_step_times(args: argparse.Namespace, bf16: bool) -> list[float]:
     from ajet.core.config import load_config
     from ajet.core.loading import load_workflow_factory
     from ajet.core.runtime import build_runtime
@@ -103,6 +110,7 @@ async def ajet_step_times(args: argparse.Namespace) -> list[float]:
             {
                 "run_dir": out,
                 "store": "memory",
+                "model.autocast": "bfloat16" if bf16 else "none",
                 "rollout.group_size": args.group,
                 "rollout.sampling.max_tokens": args.tokens,
                 "train.steps": args.steps,
@@ -128,16 +136,23 @@ async def ajet_step_times(args: argparse.Namespace) -> list[float]:
 
 
 def main(args: argparse.Namespace) -> None:
-    ajet_times = asyncio.run(ajet_step_times(args))
-    trl_times = trl_step_times(args)
-    ajet_step = statistics.median(ajet_times[1:])
-    trl_step = statistics.median(trl_times[1:])
-    print(
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    lines = [
         f"{args.prompts} prompts x {args.group} completions, <= {args.tokens} new tokens, full fine-tuning, CPU"
-    )
-    print(f"ajet GRPO step : {ajet_step:6.1f} s  (steps: {[round(t, 1) for t in ajet_times]})")
-    print(f"TRL GRPO step  : {trl_step:6.1f} s  (steps: {[round(t, 1) for t in trl_times]})")
-    print(f"speed-up ajet vs TRL: {trl_step / ajet_step:.2f}x (goal >= 1.5x)")
+    ]
+    for precision in precisions:
+        bf16 = precision == "bf16"
+        ajet_times = asyncio.run(ajet_step_times(args, bf16))
+        trl_times = trl_step_times(args, bf16)
+        ajet_step = statistics.median(ajet_times[1:])
+        trl_step = statistics.median(trl_times[1:])
+        lines += [
+            f"[{precision}] ajet GRPO step : {ajet_step:6.1f} s  (steps: {[round(t, 1) for t in ajet_times]})",
+            f"[{precision}] TRL GRPO step  : {trl_step:6.1f} s  (steps: {[round(t, 1) for t in trl_times]})",
+            f"[{precision}] speed-up ajet vs TRL: {trl_step / ajet_step:.2f}x (goal >= 1.5x)",
+        ]
+        print("\n".join(lines[-3:]), flush=True)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
@@ -148,4 +163,5 @@ if __name__ == "__main__":
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=24)
+    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
     main(parser.parse_args())

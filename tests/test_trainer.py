@@ -101,6 +101,39 @@ async def test_trainer_logprobs_match_the_recorded_ones_before_any_update(runtim
         assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4), (ratio.min(), ratio.max())
 
 
+async def test_bf16_autocast_engine_and_trainer_agree_to_bf16_rounding(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    """model.autocast: bfloat16: the engine samples and the trainer recomputes under the same autocast, so the
+    ratio is 1 up to bf16 rounding; the weights stay float32 and a step under autocast still trains them."""
+    config = parse_config(
+        make_config(tmp_path, tiny_dir) | {"model": {"path": str(tiny_dir), "autocast": "bfloat16"}}
+    )
+    rt = await build_runtime(config, store=MemoryStore())
+    try:
+        assert rt.engine.autocast_dtype == torch.bfloat16
+        trainer = Trainer(config, rt, TwoTurnWorkflow)
+        assert trainer.training.autocast_to == torch.bfloat16
+        episodes = await RolloutExecutor(rt, TwoTurnWorkflow).run(TASKS)
+        samples, _ = build_samples([(e, rt.store.calls(e.episode_id)) for e in episodes])
+        recomputed = trainer.training.recompute_logprobs(samples, temperature=1.0)
+        fp32 = TrainingEngine(rt.engine.model, pad_id=0).recompute_logprobs(samples, temperature=1.0)
+        bf16_gap, fp32_gap = [], []
+        for sample, logprobs, exact in zip(samples, recomputed, fp32, strict=True):
+            mask = torch.tensor(sample.loss_mask, dtype=torch.bool)
+            old = torch.tensor(sample.old_logprobs)[mask]
+            bf16_gap.append((torch.tensor(logprobs)[mask] - old).abs())
+            fp32_gap.append((torch.tensor(exact)[mask] - old).abs())
+        bf16_mean, fp32_mean = torch.cat(bf16_gap).mean().item(), torch.cat(fp32_gap).mean().item()
+        assert bf16_mean < 0.02, bf16_mean  # recomputed under the same autocast: bf16 rounding only
+        assert bf16_mean < fp32_mean, (bf16_mean, fp32_mean)  # and closer than an fp32 recompute would be
+        assert all(p.dtype == torch.float32 for p in rt.engine.model.parameters())
+        metrics = await trainer.train_step(1)
+        assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    finally:
+        await rt.close()
+
+
 async def test_one_step_changes_every_trained_parameter_with_finite_losses(runtime: Runtime) -> None:
     episodes = await RolloutExecutor(runtime, ParityWorkflow).run(TASKS)
     pairs = [(e, runtime.store.calls(e.episode_id)) for e in episodes]

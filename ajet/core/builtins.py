@@ -19,6 +19,7 @@ def transformers_engine(config: AjetConfig) -> Any:
     return TransformersEngine.from_spec(
         config.model.path,
         dtype=config.model.dtype,
+        autocast=config.model.autocast,
         device=config.model.device,
         model_name=config.model.served_name,
         max_batch_size=config.engine.max_batch_size,

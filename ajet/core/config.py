@@ -50,6 +50,11 @@ class ModelConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="float32, bfloat16 or float16"
     )
+    autocast: Literal["none", "bfloat16", "float16"] = Field(
+        "none",
+        description="matmuls in this dtype under torch.autocast, weights and optimizer in `dtype`: 'bfloat16' is "
+        "about 2x faster on GPUs and on CPUs with AVX512-BF16/AMX; the importance ratio then varies by ~1e-2",
+    )
     device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:N'")
     served_name: str = Field("ajet-policy", description="the model name the gateway reports in /v1/models")
 

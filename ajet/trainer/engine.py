@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ajet.core.precision import autocast
 from ajet.trainer.algorithms import aggregation as aggregation_module
 from ajet.trainer.algorithms.entropy import entropy_from_logits
 from ajet.trainer.algorithms.masked import masked_mean
@@ -76,15 +77,22 @@ class TokenLogprobs:
     start: int  # the first position of any trained token in the micro-batch (>= 1)
 
 
-def token_logprobs(model: torch.nn.Module, batch: MicroBatch, temperature: float) -> TokenLogprobs:
-    """Log-probs under logits / temperature, in fp32 whatever the model's dtype, as the inference engine does."""
+def token_logprobs(
+    model: torch.nn.Module, batch: MicroBatch, temperature: float, autocast_to: torch.dtype | None = None
+) -> TokenLogprobs:
+    """Log-probs under logits / temperature, in fp32 whatever the model's dtype, as the inference engine does
+    (the forward under the same autocast as the engine's, when one is set)."""
     width = batch.input_ids.shape[1]
     trained = batch.loss_mask.nonzero()[:, 1]
     start = max(1, int(trained.min())) if trained.numel() else width - 1
     keep = width - start + 1  # logits at start-1 .. T-1; the last one predicts past the end and is unused
-    logits = model(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, logits_to_keep=keep
-    ).logits  # [B, keep, V]
+    with autocast(batch.input_ids.device, autocast_to):
+        logits = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            use_cache=False,
+            logits_to_keep=keep,
+        ).logits  # [B, keep, V]
     scaled = logits[:, :-1].float() / (temperature if temperature > 0 else 1.0)  # [B, T-start, V]
     targets = batch.input_ids[:, start:].unsqueeze(-1)  # [B, T-start, 1]
     picked = scaled.gather(-1, targets).squeeze(-1) - torch.logsumexp(scaled, dim=-1)  # [B, T-start]
@@ -101,8 +109,12 @@ class TrainingEngine:
         micro_batch_tokens: int = 4096,
         gradient_checkpointing: bool = False,
         reference_model: torch.nn.Module | None = None,
+        autocast_to: torch.dtype | None = None,
     ) -> None:
         self.model = model
+        self.autocast_to = (
+            autocast_to  # matmul dtype under torch.autocast; weights and AdamW stay as they are
+        )
         self.pad_id = pad_id
         self.settings = optimizer or OptimizerSettings()
         self.micro_batch_tokens = micro_batch_tokens
@@ -143,7 +155,7 @@ class TrainingEngine:
         self.model.eval()
         try:
             for batch in self.micro_batches(samples):
-                logprobs = token_logprobs(self.model, batch, temperature).logprobs
+                logprobs = token_logprobs(self.model, batch, temperature, self.autocast_to).logprobs
                 for row, index in enumerate(batch.indices):
                     out[index] = logprobs[row, : len(samples[index].input_ids)].tolist()
         finally:
@@ -179,7 +191,7 @@ class TrainingEngine:
         sums: dict[str, float] = {}
         tokens = 0
         for batch in batches:
-            forward = token_logprobs(self.model, batch, loss.temperature)
+            forward = token_logprobs(self.model, batch, loss.temperature, self.autocast_to)
             logprobs = forward.logprobs  # [B, T]
             per_token, metrics = policy_loss(
                 logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
@@ -189,7 +201,9 @@ class TrainingEngine:
             )
             if loss.kl_coef > 0:
                 with torch.no_grad(), self._reference() as reference:
-                    ref_logprobs = token_logprobs(reference, batch, loss.temperature).logprobs
+                    ref_logprobs = token_logprobs(
+                        reference, batch, loss.temperature, self.autocast_to
+                    ).logprobs
                 kl = get_kl_estimator(loss.kl_estimator)(logprobs, ref_logprobs)  # [B, T]
                 kl_term = aggregate(
                     kl, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer

@@ -123,6 +123,8 @@ class Trainer:
             micro_batch_tokens=self.train.micro_batch_tokens,
             gradient_checkpointing=self.train.gradient_checkpointing,
             reference_model=reference,
+            # the engine's own autocast, so recomputed log-probs match the recorded ones
+            autocast_to=getattr(self.engine, "autocast_dtype", None),
         )
         self.loss = LossSettings(
             policy_loss="nll" if self.train.algorithm == "sft" else self.train.policy_loss,

@@ -34,6 +34,8 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from ajet.core.engines.base import InferenceEngine
+from ajet.core.precision import autocast as precision_autocast
+from ajet.core.precision import autocast_dtype
 from ajet.core.types import Completion, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -188,6 +190,7 @@ class TransformersEngine(InferenceEngine):
         max_batch_size: int = 32,
         batch_wait_ms: float = 2.0,
         max_prefill_tokens: int = 8192,
+        autocast: str | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -202,6 +205,7 @@ class TransformersEngine(InferenceEngine):
         self.batch_wait_s = batch_wait_ms / 1000
         self.max_prefill_tokens = max_prefill_tokens
         self.device = next(model.parameters()).device
+        self.autocast_dtype = autocast_dtype(autocast)  # the trainer uses the same (see ajet.core.precision)
         self.vocab_size: int = model.get_input_embeddings().num_embeddings
         self.max_context: int = int(getattr(model.config, "max_position_embeddings", None) or 2**31)
         self.eos_ids = _eos_ids(model, tokenizer)
@@ -225,7 +229,8 @@ class TransformersEngine(InferenceEngine):
     def from_spec(
         cls, spec: str, dtype: str = "float32", device: str = "cpu", **kw: Any
     ) -> TransformersEngine:
-        """Load a model (see `ajet.core.models.resolve_model` for what `spec` may be) and serve it."""
+        """Load a model (see `ajet.core.models.resolve_model` for what `spec` may be) and serve it; `kw` go to
+        the constructor (max_batch_size, autocast, ...)."""
         from ajet.core.models import load_model
 
         model, tokenizer = load_model(spec, dtype=dtype, device=device)
@@ -320,10 +325,10 @@ class TransformersEngine(InferenceEngine):
         elif self._pending and len(self._batch.rows) < self.max_batch_size:
             if not self._batch.rows:
                 self._wait_for_more()
-            with torch.inference_mode():
+            with torch.inference_mode(), precision_autocast(self.device, self.autocast_dtype):
                 self._admit()
         if self._batch.rows:
-            with torch.inference_mode():
+            with torch.inference_mode(), precision_autocast(self.device, self.autocast_dtype):
                 self._step()
 
     def _pull(self, block: bool) -> None:
