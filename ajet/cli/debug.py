@@ -156,7 +156,9 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
             "-" if episode.reward is None else f"{episode.reward:.3f}",
             "-" if episode.is_success is None else ("yes" if episode.is_success else "no"),
             str(len(calls)),
-            str(sum(episode.untrained_calls.values())),  # served, not recorded: roles not in trainable_targets
+            str(
+                sum(episode.untrained_calls.values())
+            ),  # served, not recorded: roles not in trainable_targets
             str(prompt_tokens),
             str(completion_tokens),
             "-" if episode.duration_s is None else f"{episode.duration_s:.1f}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ajet.cli import debug, export, plugins, train
+from ajet.cli import debug, export, plot, plugins, train
 
 app = typer.Typer(
     name="ajet",
@@ -17,6 +17,7 @@ app.command("debug")(debug.debug_command)
 app.command("plugins")(plugins.plugins_command)
 app.command("train")(train.train_command)
 app.command("export")(export.export_command)
+app.command("plot")(plot.plot_command)
 
 
 def main() -> None:

@@ -9,9 +9,11 @@ checkpoint intact and `latest` pointing at a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,19 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+@contextlib.contextmanager
+def quiet_transformers_progress() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def checkpoints_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
@@ -57,7 +72,8 @@ def save_checkpoint(
     tmp = root / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
+    with quiet_transformers_progress():  # its "Writing model shards" bar would break ajet's own progress bar
+        model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
     tokenizer.save_pretrained(tmp / MODEL_DIR)
     torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
     _fsync_tree(tmp)
