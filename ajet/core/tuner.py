@@ -136,6 +136,38 @@ class AjetTuner:
             self, agent_name: str | None = None, target_tag: str | None = None, debug_model: Any = None
         ) -> Any: ...
 
+        def as_agentscope_model(
+            self,
+            agent_name: str | None = None,
+            target_tag: str | None = None,
+            debug_model: Any = None,
+            **model_kwargs: Any,
+        ) -> Any: ...  # agentscope.model.OpenAIChatModel (1.x or 2.x, whichever is installed)
+
+        def as_langchain_model(
+            self,
+            agent_name: str | None = None,
+            target_tag: str | None = None,
+            debug_model: Any = None,
+            **model_kwargs: Any,
+        ) -> Any: ...  # langchain_openai.ChatOpenAI, a BaseChatModel
+
+        def as_openai_agents_model(
+            self,
+            agent_name: str | None = None,
+            target_tag: str | None = None,
+            debug_model: Any = None,
+            **model_kwargs: Any,
+        ) -> Any: ...  # agents.OpenAIChatCompletionsModel
+
+        def as_strands_model(
+            self,
+            agent_name: str | None = None,
+            target_tag: str | None = None,
+            debug_model: Any = None,
+            **model_kwargs: Any,
+        ) -> Any: ...  # strands.models.openai.OpenAIModel
+
 
 def _as_endpoint(debug_model: Any) -> OpenAIEndpoint | None:
     if isinstance(debug_model, OpenAIEndpoint):
