@@ -24,8 +24,11 @@ def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
             f"(it is a {type(cls).__name__}). Point it at your `class MyWorkflow(Workflow)`."
         )
     args = dict(config.workflow.args)
+    # The context lets a workflow resolve paths in its args against the config file's directory, as the rest
+    # of the config is (e.g. ReActWorkflow's tool references).
+    context = {"base_dir": config.base_dir}
     try:
-        cls(**args)
+        cls.model_validate(args, context=context)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"workflow.args do not fit {cls.__name__}: {problems}") from None
@@ -33,4 +36,4 @@ def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
         raise ConfigError(
             f"workflow.path: {cls.__name__} cannot be created ({exc}); is execute() defined?"
         ) from None
-    return lambda: cls(**args)
+    return lambda: cls.model_validate(args, context=context)

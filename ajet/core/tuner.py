@@ -49,15 +49,34 @@ class AjetTuner:
 
     # -- the generic entry -------------------------------------------------------------------------------------
 
-    def as_model(self, framework: str | None = None, **kwargs: Any) -> Any:
-        """The model object for `framework` (default: the config's `framework:`)."""
+    @property
+    def framework(self) -> str | None:
+        """The config's `framework:` (what `as_model()` uses by default), or None when it is not set."""
+        return self._framework
+
+    def adapter(self, framework: str | None = None) -> Adapter:
+        """The registered adapter for `framework` (default: the config's). Raises PluginError naming what to do
+        when no framework is set or none of that name is installed."""
         name = framework or self._framework
         if name is None:
+            raise PluginError(
+                "no framework given and none set in the config: add e.g. `framework: openai_sdk` to the config. "
+                f"Adapters found: {', '.join(sorted(self._registry.adapters))}"
+            )
+        return self._registry.adapter(name)
+
+    def adapters(self) -> list[Adapter]:
+        """Every registered adapter, built-in and third-party, in name order."""
+        return [self._registry.adapters[name].value for name in sorted(self._registry.adapters)]
+
+    def as_model(self, framework: str | None = None, **kwargs: Any) -> Any:
+        """The model object for `framework` (default: the config's `framework:`)."""
+        if framework is None and self._framework is None:
             raise PluginError(
                 "tuner.as_model() needs a framework: pass framework='openai_sdk' (or another adapter) or set "
                 f"`framework:` in the config. Adapters found: {', '.join(sorted(self._registry.adapters))}"
             )
-        return self._call_adapter(self._registry.adapter(name), **kwargs)
+        return self._call_adapter(self.adapter(framework), **kwargs)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if not method.startswith("as_"):

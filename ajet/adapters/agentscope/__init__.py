@@ -6,13 +6,19 @@ AgentScope 2.x (the formatter belongs to the model; tools need a permission; see
     agent = Agent(name="calc", system_prompt="...", model=model, toolkit=Toolkit(tools=[...]))
     msg = await agent.reply(UserMsg(name="user", content=question))
 
-AgentScope 1.x (`ReActAgent(name, sys_prompt, model, formatter=OpenAIChatFormatter(), ...)`): the same call gives
-1.x's `OpenAIChatModel(model_name, api_key, client_kwargs=..., stream=...)`; the formatter goes to the agent.
+AgentScope 1.x: the same call gives 1.x's `OpenAIChatModel(model_name, api_key, client_kwargs=..., stream=...)`;
+the formatter goes to the agent, and `OpenAIChatFormatter()` and `DashScopeChatFormatter()` both work (for text,
+the DashScope one writes OpenAI-compatible messages: string content, OpenAI-shaped tool calls and results):
+
+    agent = ReActAgent(name="calc", sys_prompt="...", model=model, formatter=OpenAIChatFormatter(),
+                       toolkit=toolkit, memory=InMemoryMemory())
+    msg = await agent.reply(Msg("user", question, "user"), structured_model=Answer)   # msg.metadata: the Answer
 
 Keyword arguments go to `OpenAIChatModel` (2.x: `parameters` (an instance or a dict), `formatter`,
 `extra_body`, `context_size`, ...; 1.x: `generate_kwargs`, `reasoning_effort`, ...). `stream` defaults to False:
-the gateway answers streaming requests too, but it produces the whole completion before sending it. (With 1.x,
-keep it False: 1.0.21's stream parser fails on openai 3.x chunks, whose `delta.audio` is None.)
+the gateway answers streaming requests too, but it produces the whole completion before sending it. With 1.x,
+`stream=True` is refused when the installed openai has `delta.audio`: 1.0.21's stream parser tests
+`"data" in delta.audio`, which fails on every chunk (openai 3.x sends `audio=None`).
 The gateway records token ids and log-probs itself, so nothing needs to travel back through AgentScope.
 """
 
@@ -21,15 +27,20 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ajet.adapters.agentscope.react import run_react
 from ajet.core.adapter import Adapter
 from ajet.core.handle import IN_PROCESS_BASE_URL, ModelHandle
 from ajet.core.hookspecs import hookimpl
 
 
-def installed_major_version() -> int:
+def _version() -> str:
     import agentscope
 
-    return int(str(agentscope.__version__).split(".")[0])
+    return str(agentscope.__version__)
+
+
+def installed_major_version() -> int:
+    return int(_version().split(".")[0])
 
 
 def _client_kwargs(handle: ModelHandle, user: dict[str, Any] | None) -> dict[str, Any]:
@@ -65,6 +76,15 @@ def _make_v2(handle: ModelHandle, *, stream: bool, **kwargs: Any) -> Any:
 
 def _make_v1(handle: ModelHandle, *, stream: bool, **kwargs: Any) -> Any:
     from agentscope.model import OpenAIChatModel
+    from openai.types.chat.chat_completion_chunk import ChoiceDelta
+
+    if stream and "audio" in ChoiceDelta.model_fields:
+        raise ValueError(
+            f"stream=True does not work with AgentScope {_version()} and this openai release: AgentScope 1.x's "
+            "stream parser reads `'data' in delta.audio`, and openai's chunks carry audio=None (TypeError on "
+            "the first chunk). Use stream=False (the default): the gateway produces the whole completion "
+            "before sending it anyway, so nothing is lost."
+        )
 
     # 1.0.21 names it `client_kwargs` (and still accepts `client_args` with a deprecation warning); older
     # 1.x releases know only `client_args`.
@@ -84,6 +104,7 @@ def register_adapters(register: Any) -> None:
         Adapter(
             name="agentscope",
             make_model=make_agentscope_model,
+            run_react=run_react,
             requires=("agentscope",),
             extra="agentscope",
             description="AgentScope OpenAIChatModel (2.x, or 1.x when installed) bound to the episode",

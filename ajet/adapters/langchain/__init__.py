@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ajet.adapters.langchain.react import run_react
 from ajet.core.adapter import Adapter
 from ajet.core.handle import IN_PROCESS_BASE_URL, ModelHandle
 from ajet.core.hookspecs import hookimpl
@@ -94,6 +95,7 @@ def register_adapters(register: Any) -> None:
         Adapter(
             name="langchain",
             make_model=make_chat_model,
+            run_react=run_react,
             requires=("langchain_openai", "langchain_core"),
             extra="langchain",
             description="langchain_openai.ChatOpenAI bound to the episode (in-process)",

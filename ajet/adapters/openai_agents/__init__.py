@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ajet.adapters.openai_agents.react import run_react
 from ajet.core.adapter import Adapter
 from ajet.core.handle import ModelHandle
 from ajet.core.hookspecs import hookimpl
@@ -55,6 +56,7 @@ def register_adapters(register: Any) -> None:
         Adapter(
             name="openai_agents",
             make_model=make_agents_model,
+            run_react=run_react,
             requires=("agents",),
             extra="openai-agents",
             description="agents.OpenAIChatCompletionsModel bound to the episode (in-process)",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ajet.adapters.openai_sdk.react import run_react
 from ajet.core.adapter import Adapter
 from ajet.core.handle import ModelHandle
 from ajet.core.hookspecs import hookimpl
@@ -41,6 +42,7 @@ def register_adapters(register: Any) -> None:
         Adapter(
             name="openai_sdk",
             make_model=make_openai_client,
+            run_react=run_react,
             method_names=("as_raw_openai_sdk_client", "as_openai_sdk_model"),
             requires=("openai",),
             extra="openai",

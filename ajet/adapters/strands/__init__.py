@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ajet.adapters.strands.react import run_react
 from ajet.core.adapter import Adapter
 from ajet.core.handle import ModelHandle
 from ajet.core.hookspecs import hookimpl
@@ -43,6 +44,7 @@ def register_adapters(register: Any) -> None:
         Adapter(
             name="strands",
             make_model=make_strands_model,
+            run_react=run_react,
             requires=("strands",),
             extra="strands",
             description="Strands Agents OpenAIModel with an in-process client bound to the episode",
