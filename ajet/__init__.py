@@ -1,9 +1,19 @@
 """ajet: train the LLM inside an existing agent with reinforcement learning, whatever its framework."""
 
+from ajet.core.gateway.keys import OpenAIEndpoint
 from ajet.core.tuner import AjetTuner
 from ajet.core.types import LabeledTask, Task, WorkflowOutput, WorkflowTask
 from ajet.core.workflow import Workflow
 
 __version__ = "0.1.0"
 
-__all__ = ["AjetTuner", "LabeledTask", "Task", "Workflow", "WorkflowOutput", "WorkflowTask", "__version__"]
+__all__ = [
+    "AjetTuner",
+    "LabeledTask",
+    "OpenAIEndpoint",
+    "Task",
+    "Workflow",
+    "WorkflowOutput",
+    "WorkflowTask",
+    "__version__",
+]

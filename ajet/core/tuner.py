@@ -65,6 +65,11 @@ class AjetTuner:
             )
         return self._registry.adapter(name)
 
+    def is_trainable(self, target_tag: str) -> bool:
+        """Whether agents with this tag are trained in this run: the config's `trainable_targets` if set, else the
+        workflow's (None trains every tag)."""
+        return self._trainable_targets is None or target_tag in self._trainable_targets
+
     def adapters(self) -> list[Adapter]:
         """Every registered adapter, built-in and third-party, in name order."""
         return [self._registry.adapters[name].value for name in sorted(self._registry.adapters)]
@@ -101,7 +106,7 @@ class AjetTuner:
         cache_key = (agent, tag, id(debug_model))
         if cache_key in self._handles:
             return self._handles[cache_key]
-        trainable = self._trainable_targets is None or tag in self._trainable_targets
+        trainable = self.is_trainable(tag)
         endpoint = _as_endpoint(debug_model)
         binding = KeyBinding(
             episode_id=self.episode_id,
