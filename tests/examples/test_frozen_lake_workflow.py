@@ -1,0 +1,199 @@
+"""The FrozenLake workflow's tool loop against the weak-model mistakes it must survive.
+
+The model's replies are scripted (a random model never writes these on purpose), but everything after the
+engine is real: the gateway renders the prompt, the Hermes parser turns the text into OpenAI tool calls, the
+OpenAI SDK client and the workflow run as in `ajet debug`, and every call is recorded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from ajet import LabeledTask, Workflow
+from ajet.core.config import load_config, parse_config
+from ajet.core.engines.base import InferenceEngine
+from ajet.core.loading import load_workflow_factory
+from ajet.core.rollout import RolloutExecutor
+from ajet.core.runtime import Runtime, build_runtime
+from ajet.core.store.memory import MemoryStore
+from ajet.core.tasks import import_object, load_tasks
+from ajet.core.types import Completion, Episode, EpisodeStatus, LlmCall, SamplingParams
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "frozen_lake"
+MAP = ["SFH", "FFF", "HFG"]
+
+
+class ScriptedEngine(InferenceEngine):
+    """Answers each request with the next scripted text, tokenized with the real tokenizer. (Also used by
+    test_countdown_workflow.py; a shared tests/examples helper module would be a better home.)"""
+
+    model_name = "ajet-policy"
+
+    def __init__(self, tokenizer: Any, replies: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.replies = list(replies)
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
+        text = self.replies.pop(0) if self.replies else "I am done."
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return Completion(ids=ids, logprobs=[-1.0] * len(ids), text=text, finish_reason="stop")
+
+    async def load_weights(self, weights: Any) -> None:
+        raise NotImplementedError("a scripted engine has no weights")
+
+
+def tool_call(name: str, arguments: str) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+async def run_scripted(
+    tokenizer: Any, replies: list[str], make_workflow: Callable[[], Workflow], task: LabeledTask
+) -> tuple[Episode, list[LlmCall]]:
+    """One episode of the workflow with the scripted replies; returns it with its recorded calls."""
+    config = parse_config({"workflow": "unused:Unused", "gateway": {"http": False}, "store": "memory"})
+    runtime: Runtime = await build_runtime(
+        config, store=MemoryStore(), engine=ScriptedEngine(tokenizer, replies)
+    )
+    try:
+        executor = RolloutExecutor(runtime, make_workflow)
+        executor.settings.group_size = 1
+        (episode,) = await executor.run([task])
+        return runtime.store.get_episode(episode.episode_id), runtime.store.calls(episode.episode_id)
+    finally:
+        await runtime.close()
+
+
+@pytest.fixture(scope="module")
+def workflow_module() -> ModuleType:
+    module = inspect.getmodule(import_object(f"{EXAMPLE / 'workflow.py'}:FrozenLakeWorkflow"))
+    assert module is not None
+    return module
+
+
+@pytest.fixture
+def task(workflow_module: ModuleType) -> LabeledTask:
+    lake = workflow_module.FrozenLake(MAP)
+    return LabeledTask(task_id="tiny", main_query=lake.describe(), metadata={"map": MAP})
+
+
+async def test_mistakes_are_answered_and_the_episode_goes_on_to_the_goal(
+    tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
+) -> None:
+    _, tokenizer = tiny_model_and_tokenizer
+    replies = [
+        tool_call("move", '{"direction": "north"}'),
+        tool_call("jump", '{"direction": "down"}') + tool_call("move", '{"way": "down"}'),
+        tool_call("move", '{"direction": "down"}') + tool_call("move", '{"direction": "right"}'),
+        tool_call("move", '{"direction": "Right"}') + tool_call("move", '{"direction": "down"}'),
+    ]
+    episode, calls = await run_scripted(
+        tokenizer, replies, lambda: workflow_module.FrozenLakeWorkflow(max_turns=5), task
+    )
+    assert episode.status == EpisodeStatus.OK, episode.error
+    assert episode.reward == 1.0 and episode.is_success
+    assert episode.metadata == {"outcome": "goal", "moves": 4, "turns": 4}
+    assert len(calls) == 4
+    for call in calls:
+        assert call.tools is not None and call.tools[0]["function"]["name"] == "move"
+        assert call.logprobs is not None and len(call.logprobs) == len(call.completion_ids or [])
+    results = [m["content"] for m in calls[-1].messages if m["role"] == "tool"]
+    assert results[0].startswith("Unknown direction 'north'; use left, right, up or down.")
+    assert results[1].startswith("Unknown tool 'jump'; the only tool is move.")
+    assert results[2].startswith('move needs {"direction": "left" | "right" | "up" | "down"}, got \'{"way"')
+    assert results[3].startswith("You moved down.") and results[4].startswith("You moved right.")
+    assert len(results) == 5  # the last turn's results (right, then down onto G) end the episode unsent
+
+
+async def test_a_reply_without_a_tool_call_ends_the_episode(
+    tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
+) -> None:
+    _, tokenizer = tiny_model_and_tokenizer
+    episode, calls = await run_scripted(
+        tokenizer, ["I would go right.", "unused"], workflow_module.FrozenLakeWorkflow, task
+    )
+    assert episode.status == EpisodeStatus.OK, episode.error
+    assert episode.reward == 0.0 and episode.metadata == {"outcome": "stopped", "moves": 0, "turns": 1}
+    assert len(calls) == 1
+
+
+async def test_a_hole_ends_the_episode_and_later_calls_are_refused(
+    tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
+) -> None:
+    _, tokenizer = tiny_model_and_tokenizer
+    reply = tool_call("move", '{"direction": "right"}') * 2 + tool_call("move", '{"direction": "down"}')
+    episode, calls = await run_scripted(tokenizer, [reply], workflow_module.FrozenLakeWorkflow, task)
+    assert episode.status == EpisodeStatus.OK, episode.error
+    assert episode.reward == 0.0 and episode.metadata == {"outcome": "hole", "moves": 2, "turns": 1}
+    assert len(calls) == 1
+
+
+async def test_out_of_turns(
+    tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
+) -> None:
+    _, tokenizer = tiny_model_and_tokenizer
+    replies = [tool_call("move", '{"direction": "up"}')] * 3
+    episode, calls = await run_scripted(
+        tokenizer, replies, lambda: workflow_module.FrozenLakeWorkflow(max_turns=2), task
+    )
+    assert episode.status == EpisodeStatus.OK, episode.error
+    assert episode.metadata == {"outcome": "stopped", "moves": 2, "turns": 2} and len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "start"),
+    [
+        ("move", "not json", "The arguments are not JSON: 'not json'."),
+        ("move", "[1]", 'move needs {"direction"'),
+        ("move", '{"direction": 3}', 'move needs {"direction"'),
+        ("move", "", 'move needs {"direction"'),
+        ("move", '{"direction": "north"}', "Unknown direction 'north'"),
+        ("teleport", '{"direction": "down"}', "Unknown tool 'teleport'"),
+    ],
+)
+def test_tool_calls_that_are_not_moves_change_nothing(
+    workflow_module: ModuleType, name: str, arguments: str, start: str
+) -> None:
+    lake = workflow_module.FrozenLake(MAP)
+    result = workflow_module.run_tool_call(lake, name, arguments)
+    assert result.observation.startswith(start) and not result.done and result.reward == 0.0
+    assert lake.position == (0, 0) and lake.moves == 0
+
+
+def test_committed_demonstrations_are_what_the_script_writes_and_reach_the_goal(
+    tmp_path: Path, workflow_module: ModuleType
+) -> None:
+    out = tmp_path / "demos.jsonl"
+    script = EXAMPLE / "make_demonstrations.py"
+    subprocess.run([sys.executable, str(script), "--out", str(out)], check=True, capture_output=True)
+    committed = (EXAMPLE / "data" / "demonstrations.jsonl").read_text()
+    assert out.read_text() == committed, "run examples/frozen_lake/make_demonstrations.py again"
+    for line in committed.splitlines():
+        demo = json.loads(line)
+        assert demo["tools"] == [workflow_module.MOVE_TOOL]
+        assert demo["messages"][0] == {"role": "system", "content": workflow_module.SYSTEM_PROMPT}
+        assert demo["messages"][-1]["role"] == "tool"
+        assert demo["messages"][-1]["content"].startswith("You reached the goal!")
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "warm_start.yaml", "rl.yaml"])
+def test_every_config_loads_and_names_files_that_exist(name: str) -> None:
+    config = load_config(EXAMPLE / name)
+    assert load_workflow_factory(config)() is not None
+    for spec in (config.data.train, config.data.val):
+        if spec is not None:
+            assert len(load_tasks(spec, config.base_dir)) in (64, 1000)
+    if config.train.algorithm == "sft":
+        assert config.train.demonstrations and (EXAMPLE / config.train.demonstrations).is_file()
