@@ -20,15 +20,15 @@ import pytest
 pytest.importorskip("pydantic_ai")
 
 from ajet.core.config import load_config
-from ajet.core.engines.transformers_engine import TransformersEngine
 from ajet.core.loading import load_workflow_factory
 from ajet.core.plugins import collect_registry, make_plugin_manager
 from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.store.memory import MemoryStore
 from ajet.core.tasks import load_tasks
-from ajet.core.types import Completion, EpisodeStatus, LlmCall, SamplingParams
+from ajet.core.types import EpisodeStatus, LlmCall
 from tests.adapters.netcheck import no_sockets
+from tests.adapters.scripted_engine import ScriptedEngine, tool_call
 from tests.examples.cli import ROOT, explain
 
 PACKAGE = ROOT / "examples" / "third_party_adapter"
@@ -101,22 +101,12 @@ def test_loading_the_plugin_imports_neither_its_framework_nor_the_trainer(site_d
 
 # -- in-process: the example workflow's tool loop through the real gateway ------------------------------------
 
-TOOL_CALL_TEXT = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "3 + 4"}}\n</tool_call>'
 
-
-class ToolCallFirstEngine(TransformersEngine):
-    """The tiny random model, except that the first prompt is answered with a calculator call (the real
-    tokenizer's ids for it), so Pydantic AI runs its tool and sends the result back. The random model never
-    writes a tool call itself; everything after the first completion is the model's own."""
-
-    scripted = False
-
-    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
-        if self.scripted:
-            return await super().generate(prompt_ids, sampling)
-        self.scripted = True
-        ids = self.tokenizer(TOOL_CALL_TEXT, add_special_tokens=False)["input_ids"]
-        return Completion(ids=ids, logprobs=[-0.5] * len(ids), text=TOOL_CALL_TEXT, finish_reason="stop")
+def calculator_first(prompt_text: str, call_index: int) -> str | None:
+    """The first prompt is answered with a calculator call, so Pydantic AI runs its tool and sends the
+    result back (the tiny random model never writes a tool call itself); every later completion is the
+    model's own."""
+    return tool_call("calculator", {"expression": "3 + 4"}) if call_index == 0 else None
 
 
 @pytest.fixture
@@ -124,13 +114,20 @@ async def runtime(
     site_dir: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_and_tokenizer: tuple[Any, Any]
 ) -> AsyncIterator[Runtime]:
     monkeypatch.syspath_prepend(str(site_dir))  # as if installed: make_plugin_manager() finds the entry point
+    # max_tokens: room for the scripted calculator call (33 tokens), cut at max_tokens as a real engine would
     config = load_config(
         CONFIG,
-        {"rollout.group_size": 1, "rollout.sampling.max_tokens": 8, "gateway.http": False, "store": "memory"},
+        {
+            "rollout.group_size": 1,
+            "rollout.sampling.max_tokens": 48,
+            "gateway.http": False,
+            "store": "memory",
+        },
     )
     registry = collect_registry(make_plugin_manager())
     assert registry.adapters["pydantic_ai"].source.package == "ajet-pydantic-ai"
-    rt = await build_runtime(config, registry, MemoryStore(), ToolCallFirstEngine(*tiny_model_and_tokenizer))
+    engine = ScriptedEngine(*tiny_model_and_tokenizer, calculator_first)
+    rt = await build_runtime(config, registry, MemoryStore(), engine)
     try:
         yield rt
     finally:

@@ -14,23 +14,22 @@ memory=InMemoryMemory())` and `await agent.reply(msg, structured_model=Answer)`,
   as it rejects any media: it serves a text-only policy.
 
 The random tiny model writes no tool calls, so the tests that need one (the calculator call, then the
-`generate_response` call that carries the structured output) use `PromptScriptedEngine`: the real tiny model, except
-that for the prompts the script knows, it returns the scripted tokens with the tiny model's own log-probs of
-them (one forward pass). Everything else — the agent, the formatter, AgentScope's OpenAIChatModel, the gateway
-(chat template, Hermes tool-call parser, recorder) — is real.
+`generate_response` call that carries the structured output) use the shared `ScriptedEngine`
+(`tests/adapters/scripted_engine.py`): it returns the scripted tokens with the tiny model's own log-probs of
+them (one forward pass). The script picks the completion by what the prompt holds, not by call order, because
+the two episodes of a group run concurrently and their calls interleave. Everything else — the agent, the
+formatter, AgentScope's OpenAIChatModel, the gateway (chat template, Hermes tool-call parser, recorder) — is
+real.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import pytest
-import torch
 from pydantic import BaseModel
 
 import ajet.adapters.agentscope as agentscope_plugin
@@ -42,8 +41,9 @@ from ajet.core.plugins import collect_registry, make_plugin_manager
 from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.store.memory import MemoryStore
-from ajet.core.types import Completion, EpisodeStatus, LlmCall, SamplingParams
+from ajet.core.types import EpisodeStatus, LlmCall
 from tests.adapters.netcheck import no_sockets
+from tests.adapters.scripted_engine import ScriptedEngine, tool_call
 
 agentscope = pytest.importorskip("agentscope")
 if agentscope_plugin.installed_major_version() != 1:
@@ -62,10 +62,8 @@ SYSTEM = "You are a calculator. Use the add tool."
 MAX_ITERS = 3
 FORMATTERS = {"openai": OpenAIChatFormatter, "dashscope": DashScopeChatFormatter}
 
-ADD_CALL = '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
-FINISH_CALL = (
-    'The answer is 5.<tool_call>\n{"name": "generate_response", "arguments": {"answer": 5}}\n</tool_call>'
-)
+ADD_CALL = tool_call("add", {"a": 2, "b": 3})
+FINISH_CALL = "The answer is 5." + tool_call("generate_response", {"answer": 5})
 
 
 class Answer(BaseModel):
@@ -120,47 +118,7 @@ class SeedAgent(Workflow):
         )
 
 
-class PromptScriptedEngine(InferenceEngine):
-    """The tiny model, except that `script(prompt_text)` may name the completion: its tokens are returned with
-    the tiny model's own log-probs of them (under the sampling temperature), as if it had sampled them.
-
-    Keyed by the prompt, not by call order (as `tests/adapters/scripted_engine.py` is), because the episodes of
-    a group run concurrently and their calls interleave."""
-
-    def __init__(self, inner: TransformersEngine, script: Callable[[str], str | None]) -> None:
-        self.inner = inner
-        self.script = script
-        self.tokenizer = inner.tokenizer
-        self.model_name = inner.model_name
-        self._lock = threading.Lock()  # one scoring pass at a time; the engine's own thread shares the model
-
-    @property
-    def version(self) -> int:
-        return self.inner.version
-
-    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
-        text = self.script(self.tokenizer.decode(prompt_ids))
-        if text is None:
-            return await self.inner.generate(prompt_ids, sampling)
-        ids = [*self.tokenizer(text, add_special_tokens=False)["input_ids"], self.tokenizer.eos_token_id]
-        finish: Literal["stop", "length"] = "stop"
-        if len(ids) > sampling.max_tokens:  # as a real engine would: cut at max_tokens
-            ids, finish = ids[: sampling.max_tokens], "length"
-        logprobs = await asyncio.to_thread(self._score, list(prompt_ids), ids, sampling.temperature or 1.0)
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        return Completion(ids=ids, logprobs=logprobs, text=text, finish_reason=finish)
-
-    def _score(self, prompt: list[int], completion: list[int], temperature: float) -> list[float]:
-        with self._lock, torch.no_grad():
-            logits = self.inner.model(torch.tensor([prompt + completion[:-1]])).logits[0, len(prompt) - 1 :]
-            logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-        return logp.gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
-
-    async def load_weights(self, weights: Any) -> None:
-        await self.inner.load_weights(weights)
-
-
-def calculator_script(prompt: str) -> str:
+def calculator_script(prompt: str, call_index: int) -> str:
     """First call the calculator; once its call is in the history, answer and give the structured output."""
     return FINISH_CALL if '"arguments": {"a": 2, "b": 3}' in prompt else ADD_CALL
 
@@ -189,9 +147,7 @@ async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Ru
 
 @pytest.fixture
 async def scripted_runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Runtime]:
-    rt = await make_runtime(
-        PromptScriptedEngine(TransformersEngine(*tiny_model_and_tokenizer), calculator_script), max_tokens=64
-    )
+    rt = await make_runtime(ScriptedEngine(*tiny_model_and_tokenizer, calculator_script), max_tokens=64)
     try:
         yield rt
     finally:

@@ -29,9 +29,9 @@ from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.store.memory import MemoryStore
 from ajet.core.types import Episode, EpisodeStatus, LlmCall
 from tests.adapters.netcheck import no_sockets
-from tests.adapters.scripted_engine import ScriptedEngine
+from tests.adapters.scripted_engine import ScriptedEngine, tool_call
 
-TOOL_CALL_TEXT = '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
+TOOL_CALL_TEXT = tool_call("add", {"a": 2, "b": 3})
 FINAL_TEXT = "The answer is 5."
 SYSTEM = "You are a calculator. Use the tools."
 TASK = LabeledTask(task_id="t1", main_query="What is 2 + 3?", label=5)

@@ -1,7 +1,9 @@
 """The Countdown workflow (LangChain `create_agent`) against the weak-model mistakes it must survive.
 
-The model's replies are scripted; the gateway, the Hermes tool-call parser, LangChain's ChatOpenAI, the agent
-graph and its ToolNode are real, and every call is recorded.
+The model's replies are scripted (the tiny random model never writes a tool call) and teacher-forced
+through it by the shared `ScriptedEngine` (`tests/adapters/scripted_engine.py`: real token ids and
+log-probs); the gateway, the Hermes tool-call parser, LangChain's ChatOpenAI, the agent graph and its ToolNode
+are real, and every call is recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ajet.core.config import load_config
 from ajet.core.loading import load_workflow_factory
 from ajet.core.tasks import import_object, load_tasks
 from ajet.core.types import EpisodeStatus
-from tests.examples.test_frozen_lake_workflow import run_scripted, tool_call
+from tests.adapters.scripted_engine import run_scripted, tool_call
 
 pytest.importorskip("langchain_openai")
 
@@ -44,15 +46,14 @@ def workflow_module() -> ModuleType:
 async def test_bad_tool_calls_are_answered_and_a_correct_answer_scores_one(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
     replies = [
-        tool_call("evaluate", """{"expression": "__import__('os').getcwd()"}"""),
-        tool_call("evaluate", '{"expr": "3 + 5"}') + tool_call("calculator", '{"expression": "1"}'),
-        tool_call("evaluate", '{"expression": "3 * 5 + 7"}'),
+        tool_call("evaluate", {"expression": "__import__('os').getcwd()"}),
+        tool_call("evaluate", {"expr": "3 + 5"}) + tool_call("calculator", {"expression": "1"}),
+        tool_call("evaluate", {"expression": "3 * 5 + 7"}),
         "Found it: <answer>3 * 5 + 7</answer>",
     ]
     episode, calls = await run_scripted(
-        tokenizer, replies, lambda: workflow_module.CountdownWorkflow(max_turns=4), TASK
+        tiny_model_and_tokenizer, replies, lambda: workflow_module.CountdownWorkflow(max_turns=4), TASK
     )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert episode.reward == 1.0 and episode.is_success
@@ -82,8 +83,9 @@ async def test_bad_tool_calls_are_answered_and_a_correct_answer_scores_one(
 async def test_a_plain_reply_is_scored_without_tools(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, reply: str, reward: float
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
-    episode, calls = await run_scripted(tokenizer, [reply], workflow_module.CountdownWorkflow, TASK)
+    episode, calls = await run_scripted(
+        tiny_model_and_tokenizer, [reply], workflow_module.CountdownWorkflow, TASK
+    )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert episode.reward == reward and len(calls) == 1 and episode.metadata["tool_calls"] == 0
 
@@ -91,10 +93,9 @@ async def test_a_plain_reply_is_scored_without_tools(
 async def test_an_agent_that_never_stops_calling_tools_is_cut_off_cleanly(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
-    replies = ["<answer>3 + 5</answer>" + tool_call("evaluate", '{"expression": "3 + 5"}')] * 5
+    replies = ["<answer>3 + 5</answer>" + tool_call("evaluate", {"expression": "3 + 5"})] * 5
     episode, calls = await run_scripted(
-        tokenizer, replies, lambda: workflow_module.CountdownWorkflow(max_turns=2), TASK
+        tiny_model_and_tokenizer, replies, lambda: workflow_module.CountdownWorkflow(max_turns=2), TASK
     )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert len(calls) == 2 and episode.metadata["tool_calls"] <= 2

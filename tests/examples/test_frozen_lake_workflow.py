@@ -1,8 +1,10 @@
 """The FrozenLake workflow's tool loop against the weak-model mistakes it must survive.
 
-The model's replies are scripted (a random model never writes these on purpose), but everything after the
-engine is real: the gateway renders the prompt, the Hermes parser turns the text into OpenAI tool calls, the
-OpenAI SDK client and the workflow run as in `ajet debug`, and every call is recorded.
+The model's replies are scripted (the tiny random model never writes a tool call) and teacher-forced
+through it by the shared `ScriptedEngine` (`tests/adapters/scripted_engine.py`: real token ids and
+log-probs), but everything after the engine is real: the gateway renders the prompt, the Hermes parser turns
+the text into OpenAI tool calls, the OpenAI SDK client and the workflow run as in `ajet debug`, and every call
+is recorded.
 """
 
 from __future__ import annotations
@@ -11,69 +13,21 @@ import inspect
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from ajet import LabeledTask, Workflow
-from ajet.core.config import load_config, parse_config
-from ajet.core.engines.base import InferenceEngine
+from ajet import LabeledTask
+from ajet.core.config import load_config
 from ajet.core.loading import load_workflow_factory
-from ajet.core.rollout import RolloutExecutor
-from ajet.core.runtime import Runtime, build_runtime
-from ajet.core.store.memory import MemoryStore
 from ajet.core.tasks import import_object, load_tasks
-from ajet.core.types import Completion, Episode, EpisodeStatus, LlmCall, SamplingParams
+from ajet.core.types import EpisodeStatus
+from tests.adapters.scripted_engine import run_scripted, tool_call
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "frozen_lake"
 MAP = ["SFH", "FFF", "HFG"]
-
-
-class ScriptedEngine(InferenceEngine):
-    """Answers each request with the next scripted text, tokenized with the real tokenizer. (Also used by
-    test_countdown_workflow.py; a shared tests/examples helper module would be a better home.)"""
-
-    model_name = "ajet-policy"
-
-    def __init__(self, tokenizer: Any, replies: list[str]) -> None:
-        self.tokenizer = tokenizer
-        self.replies = list(replies)
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
-        text = self.replies.pop(0) if self.replies else "I am done."
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return Completion(ids=ids, logprobs=[-1.0] * len(ids), text=text, finish_reason="stop")
-
-    async def load_weights(self, weights: Any) -> None:
-        raise NotImplementedError("a scripted engine has no weights")
-
-
-def tool_call(name: str, arguments: str) -> str:
-    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
-
-
-async def run_scripted(
-    tokenizer: Any, replies: list[str], make_workflow: Callable[[], Workflow], task: LabeledTask
-) -> tuple[Episode, list[LlmCall]]:
-    """One episode of the workflow with the scripted replies; returns it with its recorded calls."""
-    config = parse_config({"workflow": "unused:Unused", "gateway": {"http": False}, "store": "memory"})
-    runtime: Runtime = await build_runtime(
-        config, store=MemoryStore(), engine=ScriptedEngine(tokenizer, replies)
-    )
-    try:
-        executor = RolloutExecutor(runtime, make_workflow)
-        executor.settings.group_size = 1
-        (episode,) = await executor.run([task])
-        return runtime.store.get_episode(episode.episode_id), runtime.store.calls(episode.episode_id)
-    finally:
-        await runtime.close()
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +46,14 @@ def task(workflow_module: ModuleType) -> LabeledTask:
 async def test_mistakes_are_answered_and_the_episode_goes_on_to_the_goal(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
     replies = [
-        tool_call("move", '{"direction": "north"}'),
-        tool_call("jump", '{"direction": "down"}') + tool_call("move", '{"way": "down"}'),
-        tool_call("move", '{"direction": "down"}') + tool_call("move", '{"direction": "right"}'),
-        tool_call("move", '{"direction": "Right"}') + tool_call("move", '{"direction": "down"}'),
+        tool_call("move", {"direction": "north"}),
+        tool_call("jump", {"direction": "down"}) + tool_call("move", {"way": "down"}),
+        tool_call("move", {"direction": "down"}) + tool_call("move", {"direction": "right"}),
+        tool_call("move", {"direction": "Right"}) + tool_call("move", {"direction": "down"}),
     ]
     episode, calls = await run_scripted(
-        tokenizer, replies, lambda: workflow_module.FrozenLakeWorkflow(max_turns=5), task
+        tiny_model_and_tokenizer, replies, lambda: workflow_module.FrozenLakeWorkflow(max_turns=5), task
     )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert episode.reward == 1.0 and episode.is_success
@@ -120,9 +73,8 @@ async def test_mistakes_are_answered_and_the_episode_goes_on_to_the_goal(
 async def test_a_reply_without_a_tool_call_ends_the_episode(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
     episode, calls = await run_scripted(
-        tokenizer, ["I would go right.", "unused"], workflow_module.FrozenLakeWorkflow, task
+        tiny_model_and_tokenizer, ["I would go right.", "unused"], workflow_module.FrozenLakeWorkflow, task
     )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert episode.reward == 0.0 and episode.metadata == {"outcome": "stopped", "moves": 0, "turns": 1}
@@ -132,9 +84,10 @@ async def test_a_reply_without_a_tool_call_ends_the_episode(
 async def test_a_hole_ends_the_episode_and_later_calls_are_refused(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
-    reply = tool_call("move", '{"direction": "right"}') * 2 + tool_call("move", '{"direction": "down"}')
-    episode, calls = await run_scripted(tokenizer, [reply], workflow_module.FrozenLakeWorkflow, task)
+    reply = tool_call("move", {"direction": "right"}) * 2 + tool_call("move", {"direction": "down"})
+    episode, calls = await run_scripted(
+        tiny_model_and_tokenizer, [reply], workflow_module.FrozenLakeWorkflow, task
+    )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert episode.reward == 0.0 and episode.metadata == {"outcome": "hole", "moves": 2, "turns": 1}
     assert len(calls) == 1
@@ -143,10 +96,9 @@ async def test_a_hole_ends_the_episode_and_later_calls_are_refused(
 async def test_out_of_turns(
     tiny_model_and_tokenizer: tuple[Any, Any], workflow_module: ModuleType, task: LabeledTask
 ) -> None:
-    _, tokenizer = tiny_model_and_tokenizer
-    replies = [tool_call("move", '{"direction": "up"}')] * 3
+    replies = [tool_call("move", {"direction": "up"})] * 3
     episode, calls = await run_scripted(
-        tokenizer, replies, lambda: workflow_module.FrozenLakeWorkflow(max_turns=2), task
+        tiny_model_and_tokenizer, replies, lambda: workflow_module.FrozenLakeWorkflow(max_turns=2), task
     )
     assert episode.status == EpisodeStatus.OK, episode.error
     assert episode.metadata == {"outcome": "stopped", "moves": 2, "turns": 2} and len(calls) == 2
