@@ -22,6 +22,7 @@ from ajet.trainer.algorithms.masked import masked_mean
 from ajet.trainer.algorithms.registry import get_aggregation, get_kl_estimator, get_policy_loss
 from ajet.trainer.batching import MicroBatch, collate, plan_micro_batches
 from ajet.trainer.samples import Sample
+from ajet.trainer.shared_prefix import gather_rows, plan_prefixes, scatter_rows, shared_prefix_logits
 
 
 @dataclass
@@ -69,22 +70,39 @@ def lr_lambda(settings: OptimizerSettings) -> Any:
 
 @dataclass
 class TokenLogprobs:
-    """Log-probs of the tokens from `start` on: only those can be trained (the rows' prompts come before), so the
+    """Log-probs of the trainable part of a micro-batch, and the logits behind them (for the entropy metric).
+
+    Only tokens from a row's first trained position on can be trained (its prompt comes before), so the
     vocabulary projection, the softmax and the entropy skip every earlier position."""
 
-    logprobs: torch.Tensor  # [B, T] log p(input_ids[:, t] | input_ids[:, :t]); 0 for t < start
-    logits: torch.Tensor  # [B, T - start + 1, V] the logits at positions start-1 .. T-1
-    start: int  # the first position of any trained token in the micro-batch (>= 1)
+    logprobs: torch.Tensor  # [B, T] log p(input_ids[:, t] | input_ids[:, :t]); 0 where not computed
+    logits: torch.Tensor  # [B, N, V] the logits behind some of those log-probs (as the model returned them)
+    logits_mask: torch.Tensor  # [B, N] 1 where `logits` predicts a trained token
 
 
 def token_logprobs(
-    model: torch.nn.Module, batch: MicroBatch, temperature: float, autocast_to: torch.dtype | None = None
+    model: torch.nn.Module,
+    batch: MicroBatch,
+    temperature: float,
+    autocast_to: torch.dtype | None = None,
+    share_prefixes: bool = False,
 ) -> TokenLogprobs:
     """Log-probs under logits / temperature, in fp32 whatever the model's dtype, as the inference engine does
-    (the forward under the same autocast as the engine's, when one is set)."""
+    (the forward under the same autocast as the engine's, when one is set). With `share_prefixes`, rows that
+    start with the same prompt compute it once (see `shared_prefix`)."""
+    scale = temperature if temperature > 0 else 1.0
     width = batch.input_ids.shape[1]
-    trained = batch.loss_mask.nonzero()[:, 1]
-    start = max(1, int(trained.min())) if trained.numel() else width - 1
+    plan = plan_prefixes(batch) if share_prefixes else None
+    if plan is not None:
+        with autocast(batch.input_ids.device, autocast_to):
+            logits, targets, valid = shared_prefix_logits(model, batch, plan)  # [B, L, V], [B, L], [B, L]
+        scaled = logits.float() / scale
+        picked = scaled.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
+        logprobs = scatter_rows(picked * valid, plan.starts, width)  # [B, T]
+        trained = gather_rows(batch.loss_mask, plan.starts, targets.shape[1]) * valid  # [B, L]
+        return TokenLogprobs(logprobs, logits, trained)
+    trained_at = batch.loss_mask.nonzero()[:, 1]
+    start = max(1, int(trained_at.min())) if trained_at.numel() else width - 1
     keep = width - start + 1  # logits at start-1 .. T-1; the last one predicts past the end and is unused
     with autocast(batch.input_ids.device, autocast_to):
         logits = model(
@@ -92,11 +110,11 @@ def token_logprobs(
             attention_mask=batch.attention_mask,
             use_cache=False,
             logits_to_keep=keep,
-        ).logits  # [B, keep, V]
-    scaled = logits[:, :-1].float() / (temperature if temperature > 0 else 1.0)  # [B, T-start, V]
+        ).logits[:, :-1]  # [B, T-start, V]
+    scaled = logits.float() / scale
     targets = batch.input_ids[:, start:].unsqueeze(-1)  # [B, T-start, 1]
     picked = scaled.gather(-1, targets).squeeze(-1) - torch.logsumexp(scaled, dim=-1)  # [B, T-start]
-    return TokenLogprobs(torch.nn.functional.pad(picked, (start, 0)), logits, start)  # logprobs [B, T]
+    return TokenLogprobs(torch.nn.functional.pad(picked, (start, 0)), logits, batch.loss_mask[:, start:])
 
 
 class TrainingEngine:
@@ -110,11 +128,15 @@ class TrainingEngine:
         gradient_checkpointing: bool = False,
         reference_model: torch.nn.Module | None = None,
         autocast_to: torch.dtype | None = None,
+        share_prefixes: bool = True,
     ) -> None:
         self.model = model
         self.autocast_to = (
             autocast_to  # matmul dtype under torch.autocast; weights and AdamW stay as they are
         )
+        # Rows with the same prompt compute it once. Not with gradient checkpointing: transformers turns the
+        # key/value cache off in training then, and sharing needs it.
+        self.share_prefixes = share_prefixes and not gradient_checkpointing
         self.pad_id = pad_id
         self.settings = optimizer or OptimizerSettings()
         self.micro_batch_tokens = micro_batch_tokens
@@ -155,7 +177,9 @@ class TrainingEngine:
         self.model.eval()
         try:
             for batch in self.micro_batches(samples):
-                logprobs = token_logprobs(self.model, batch, temperature, self.autocast_to).logprobs
+                logprobs = token_logprobs(
+                    self.model, batch, temperature, self.autocast_to, self.share_prefixes
+                ).logprobs
                 for row, index in enumerate(batch.indices):
                     out[index] = logprobs[row, : len(samples[index].input_ids)].tolist()
         finally:
@@ -191,7 +215,9 @@ class TrainingEngine:
         sums: dict[str, float] = {}
         tokens = 0
         for batch in batches:
-            forward = token_logprobs(self.model, batch, loss.temperature, self.autocast_to)
+            forward = token_logprobs(
+                self.model, batch, loss.temperature, self.autocast_to, self.share_prefixes
+            )
             logprobs = forward.logprobs  # [B, T]
             per_token, metrics = policy_loss(
                 logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
@@ -215,9 +241,9 @@ class TrainingEngine:
             metrics["loss"] = float(total.detach())
             if loss.entropy_metric:
                 with torch.no_grad():
-                    scaled = forward.logits[:, :-1].detach().float() / max(loss.temperature, 1e-6)
-                    entropy = entropy_from_logits(scaled)  # [B, T-start]
-                    metrics["entropy"] = masked_mean(entropy, batch.loss_mask[:, forward.start :]).item()
+                    scaled = forward.logits.detach().float() / max(loss.temperature, 1e-6)
+                    entropy = entropy_from_logits(scaled)  # [B, N]
+                    metrics["entropy"] = masked_mean(entropy, forward.logits_mask).item()
             for name, value in metrics.items():
                 # "loss" is already scaled to the mini-batch; the rest are averaged over trained tokens.
                 sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
