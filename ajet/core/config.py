@@ -169,6 +169,11 @@ class TrainConfig(_Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="floor of linear/cosine decay, as a share of lr")
     grad_clip: float = Field(1.0, gt=0, description="max gradient norm, e.g. 1.0")
     gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    share_prompts: bool = Field(
+        True,
+        description="compute a prompt once for the rows that share it (a GRPO group) in the training forward; "
+        "the same result, fewer tokens. Off with gradient checkpointing, which turns the key/value cache off",
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     skip_zero_advantage: bool = Field(True, description="drop samples whose advantage is 0 (no gradient)")
     val_every: int = Field(0, ge=0, description="validate every N steps (0: only at the start and end)")

@@ -122,6 +122,7 @@ class Trainer:
             ),
             micro_batch_tokens=self.train.micro_batch_tokens,
             gradient_checkpointing=self.train.gradient_checkpointing,
+            share_prefixes=self.train.share_prompts,
             reference_model=reference,
             # the engine's own autocast, so recomputed log-probs match the recorded ones
             autocast_to=getattr(self.engine, "autocast_dtype", None),
