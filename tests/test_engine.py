@@ -145,6 +145,33 @@ async def test_seeded_sampling_is_reproducible_in_any_batch(
     assert reseeded.ids != alone.ids
 
 
+async def test_a_group_with_one_prompt_is_prefilled_once(
+    engine: TransformersEngine, prompts: list[list[int]]
+) -> None:
+    """GRPO sends a prompt `group_size` times at once: it is prefilled once and the cache row copied, and every
+    request still samples with its own seed, as it would alone."""
+    samplings = [SamplingParams(temperature=1.0, max_tokens=12, seed=seed) for seed in range(4)]
+    alone = [await engine.generate(prompts[1], s) for s in samplings]
+    other_alone = await engine.generate(prompts[0], samplings[0])
+    prefill_rows: list[int] = []
+    forward = engine._forward
+
+    def counting(input_ids: torch.Tensor, *args: Any) -> torch.Tensor:
+        if input_ids.shape[1] > 1:  # a prefill; decode steps feed one token per row
+            prefill_rows.append(input_ids.shape[0])
+        return forward(input_ids, *args)
+
+    engine._forward = counting  # type: ignore[method-assign]
+    together = await asyncio.gather(
+        *(engine.generate(prompts[1], s) for s in samplings), engine.generate(prompts[0], samplings[0])
+    )
+    assert sum(prefill_rows) == 2  # two distinct prompts, five requests
+    for got, expected in zip(together, [*alone, other_alone], strict=True):
+        assert got.ids == expected.ids
+        assert torch.allclose(torch.tensor(got.logprobs), torch.tensor(expected.logprobs), atol=1e-4)
+    assert len({tuple(c.ids) for c in together[:4]}) > 1, "different seeds, different samples"
+
+
 async def test_logprobs_match_one_forward_pass(
     engine: TransformersEngine, prompts: list[list[int]], tiny_model_and_tokenizer: tuple[Any, Any]
 ) -> None:

@@ -393,16 +393,25 @@ class TransformersEngine(InferenceEngine):
             if not request.greedy:
                 request.generator = torch.Generator(device=self.device).manual_seed(request.seed)
         lengths = [len(r.prompt_ids) for r in group]
+        # The episodes of a GRPO group send the same prompt at once: prefill each distinct prompt once, then
+        # give every request its own copy of that cache row (each still samples with its own seed).
+        distinct: dict[tuple[int, ...], int] = {}
+        row_of = [distinct.setdefault(tuple(r.prompt_ids), len(distinct)) for r in group]
+        prompts = list(distinct)
         width = max(lengths)
-        input_ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for i, request in enumerate(group):
-            input_ids[i, width - lengths[i] :] = torch.tensor(request.prompt_ids)
-            mask[i, width - lengths[i] :] = 1
+        input_ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            input_ids[i, width - len(prompt) :] = torch.tensor(prompt)
+            mask[i, width - len(prompt) :] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        logits = self._forward(input_ids, mask, positions, cache)
+        logits = self._forward(input_ids, mask, positions, cache)  # [distinct prompts, vocab]
+        if len(prompts) < len(group):
+            select = torch.tensor(row_of, device=self.device)
+            cache.reorder_cache(select)
+            logits, mask = logits.index_select(0, select), mask.index_select(0, select)
         tokens = self._sample(group, logits)
 
         done = [self._finish(r) for r in group]
