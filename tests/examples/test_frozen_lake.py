@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from tests.examples.cli import ROOT, explain, run_ajet
+from tests.examples.cli import ROOT, explain, run_ajet, train_two_steps
 
 CONFIG = str(ROOT / "examples" / "frozen_lake" / "config.yaml")
 SMALL = ["--set", "rollout.group_size=2", "--set", "rollout.sampling.max_tokens=32"]
@@ -37,18 +36,10 @@ def test_debug_runs_every_episode_and_records_the_calls(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_two_steps_writes_metrics_and_a_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = run_ajet(
-        "train", "-c", CONFIG, "--steps", "2", "--run-dir", str(run_dir), *SMALL,
+    steps = train_two_steps(
+        CONFIG, run_dir, *SMALL,
         "--set", "train.tasks_per_step=2", "--set", "train.val_every=0", "--set", "train.val_tasks=1",
-        "--set", "store=memory", "--set", "train.logging.tensorboard=false",
-        # SmolLM2 rarely scores at all, so groups often tie; train on them anyway to exercise the update
-        "--set", "train.skip_zero_advantage=false",
+        "--set", "store=memory",
     )  # fmt: skip
-    assert result.returncode == 0, explain(result)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = [row for row in rows if "train/loss" in row]
-    assert [row["step"] for row in steps] == [1, 2]
-    assert all(math.isfinite(row["train/loss"]) and row["rollout/episodes"] == 4 for row in steps)
-    assert all(row["rollout/failed"] == 0 and row["rollout/timed_out"] == 0 for row in steps)
-    assert (run_dir / "checkpoints" / "latest").read_text() == "step-000002"
+    assert all(row["rollout/episodes"] == 4 for row in steps)
     assert (run_dir / "checkpoints" / "step-000002" / "model" / "model.safetensors").is_file()

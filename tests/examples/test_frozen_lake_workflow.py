@@ -20,9 +20,7 @@ from typing import Any
 import pytest
 
 from ajet import LabeledTask
-from ajet.core.config import load_config
-from ajet.core.loading import load_workflow_factory
-from ajet.core.tasks import import_object, load_tasks
+from ajet.core.tasks import import_object
 from ajet.core.types import EpisodeStatus
 from tests.adapters.scripted_engine import run_scripted, tool_call
 
@@ -138,14 +136,3 @@ def test_committed_demonstrations_are_what_the_script_writes_and_reach_the_goal(
         assert demo["messages"][0] == {"role": "system", "content": workflow_module.SYSTEM_PROMPT}
         assert demo["messages"][-1]["role"] == "tool"
         assert demo["messages"][-1]["content"].startswith("You reached the goal!")
-
-
-@pytest.mark.parametrize("name", ["config.yaml", "warm_start.yaml", "rl.yaml"])
-def test_every_config_loads_and_names_files_that_exist(name: str) -> None:
-    config = load_config(EXAMPLE / name)
-    assert load_workflow_factory(config)() is not None
-    for spec in (config.data.train, config.data.val):
-        if spec is not None:
-            assert len(load_tasks(spec, config.base_dir)) in (64, 1000)
-    if config.train.algorithm == "sft":
-        assert config.train.demonstrations and (EXAMPLE / config.train.demonstrations).is_file()

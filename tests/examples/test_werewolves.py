@@ -21,7 +21,7 @@ from ajet.core.runtime import build_runtime
 from ajet.core.store.memory import MemoryStore
 from ajet.core.tasks import import_object
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
-from tests.examples.cli import ROOT, explain, run_ajet
+from tests.examples.cli import ROOT, explain, run_ajet, train_two_steps
 
 EXAMPLE = ROOT / "examples" / "werewolves"
 CONFIG = EXAMPLE / "config.yaml"
@@ -87,21 +87,14 @@ def test_training_the_good_side_is_a_config_change(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_two_steps(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = run_ajet(
-        "train", "-c", str(CONFIG), "--steps", "2", "--run-dir", str(run_dir),
+    steps = train_two_steps(
+        CONFIG, run_dir,
         "--set", "rollout.group_size=2", "--set", "train.tasks_per_step=1", "--set", "data.val=null",
-        # Train on every sample even when both games of a group end alike: the update path always runs.
-        "--set", "train.skip_zero_advantage=false", "--set", "train.logging.tensorboard=false",
         *SHORT_GAME,
     )  # fmt: skip
-    assert result.returncode == 0, explain(result)
-    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [s["step"] for s in steps] == [1, 2]
     for step in steps:
-        assert step["rollout/episodes"] == 2.0 and step["rollout/failed"] == 0.0
-        assert step["rollout/reward_mean"] in (0.0, 0.25, 0.5, 0.75, 1.0)
-        assert step["samples/trained"] > 0
-        assert math.isfinite(step["train/loss"]) and math.isfinite(step["train/grad_norm"])
+        assert step["rollout/episodes"] == 2.0 and step["rollout/reward_mean"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+        assert step["samples/trained"] > 0 and math.isfinite(step["train/grad_norm"])
 
 
 async def test_debug_model_serves_the_untrained_roles(tiny_model_and_tokenizer: tuple[Any, Any]) -> None:
