@@ -15,13 +15,11 @@ import pytest
 
 import ajet.adapters.agentscope as agentscope_plugin
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
-from ajet.core.config import parse_config
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.plugins import PluginRegistry, collect_registry, make_plugin_manager
 from ajet.core.rollout import RolloutExecutor
-from ajet.core.runtime import Runtime, build_runtime
-from ajet.core.store.memory import MemoryStore
+from ajet.core.runtime import Runtime
 from ajet.core.types import EpisodeStatus
+from tests.adapters.runtimes import adapter_runtime, registry_with
 
 agentscope = pytest.importorskip("agentscope")
 MAJOR = agentscope_plugin.installed_major_version()
@@ -31,33 +29,12 @@ needs_v1 = pytest.mark.skipif(MAJOR != 1, reason=f"AgentScope {agentscope.__vers
 TASKS = [LabeledTask(task_id="t1", main_query="What is 2 + 3?", label=5)]
 
 
-def registry_with_plugin() -> PluginRegistry:
-    """The installed plugins, plus this adapter when its entry point is not installed (yet)."""
-    pm = make_plugin_manager()
-    if not pm.is_registered(agentscope_plugin):
-        pm.register(agentscope_plugin, name="agentscope")
-    return collect_registry(pm)
-
-
 @pytest.fixture
 async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Runtime]:
-    model, tokenizer = tiny_model_and_tokenizer
-    config = parse_config(
-        {
-            "workflow": "unused:Unused",
-            "rollout": {"group_size": 2, "episode_timeout_s": 30, "sampling": {"max_tokens": 8}},
-        }
-    )
-    rt = await build_runtime(
-        config,
-        registry=registry_with_plugin(),
-        store=MemoryStore(),
-        engine=TransformersEngine(model, tokenizer),
-    )
-    try:
+    async with adapter_runtime(
+        agentscope_plugin, TransformersEngine(*tiny_model_and_tokenizer), timeout_s=30
+    ) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 def add(a: int, b: int) -> int:
@@ -196,7 +173,7 @@ async def test_make_model_options(runtime: Runtime) -> None:
 
 def test_the_plugin_is_light() -> None:
     """Loading the plugin imports neither AgentScope (until a model is made), nor the trainer, nor another adapter."""
-    registry = registry_with_plugin()
+    registry = registry_with(agentscope_plugin)
     adapter = registry.adapter("agentscope")
     assert adapter.tuner_methods() == ("as_agentscope_model",) and adapter.missing_modules() == []
     assert adapter.install_hint() == "pip install 'ajet[agentscope]'"

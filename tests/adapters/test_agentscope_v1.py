@@ -34,15 +34,13 @@ from pydantic import BaseModel
 
 import ajet.adapters.agentscope as agentscope_plugin
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
-from ajet.core.config import parse_config
-from ajet.core.engines.base import InferenceEngine
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.plugins import collect_registry, make_plugin_manager
 from ajet.core.rollout import RolloutExecutor
-from ajet.core.runtime import Runtime, build_runtime
-from ajet.core.store.memory import MemoryStore
+from ajet.core.runtime import Runtime
 from ajet.core.types import EpisodeStatus, LlmCall
 from tests.adapters.netcheck import no_sockets
+from tests.adapters.runtimes import adapter_runtime
+from tests.adapters.runtimes import assert_recorded as assert_recorded_as
 from tests.adapters.scripted_engine import ScriptedEngine, tool_call
 
 agentscope = pytest.importorskip("agentscope")
@@ -123,42 +121,21 @@ def calculator_script(prompt: str, call_index: int) -> str:
     return FINISH_CALL if '"arguments": {"a": 2, "b": 3}' in prompt else ADD_CALL
 
 
-async def make_runtime(engine: InferenceEngine, max_tokens: int = 8) -> Runtime:
-    config = parse_config(
-        {
-            "workflow": "unused:Unused",
-            "rollout": {"group_size": 2, "episode_timeout_s": 60, "sampling": {"max_tokens": max_tokens}},
-        }
-    )
-    pm = make_plugin_manager()
-    if not pm.is_registered(agentscope_plugin):  # the entry point may not be installed (yet)
-        pm.register(agentscope_plugin, name="agentscope")
-    return await build_runtime(config, collect_registry(pm), MemoryStore(), engine)
-
-
 @pytest.fixture
 async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Runtime]:
-    rt = await make_runtime(TransformersEngine(*tiny_model_and_tokenizer))
-    try:
+    async with adapter_runtime(agentscope_plugin, TransformersEngine(*tiny_model_and_tokenizer)) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 @pytest.fixture
 async def scripted_runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Runtime]:
-    rt = await make_runtime(ScriptedEngine(*tiny_model_and_tokenizer, calculator_script), max_tokens=64)
-    try:
+    engine = ScriptedEngine(*tiny_model_and_tokenizer, calculator_script)
+    async with adapter_runtime(agentscope_plugin, engine, max_tokens=64) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 def assert_recorded(call: LlmCall) -> None:
-    assert call.agent_name == "calc" and call.target_tag == "math" and call.trainable
-    assert call.prompt_ids and call.completion_ids
-    assert call.logprobs is not None and len(call.logprobs) == len(call.completion_ids)
-    assert all(lp <= 0.0 for lp in call.logprobs)
+    assert_recorded_as(call, "calc", "math")
 
 
 def text_of(message: dict[str, Any]) -> str:

@@ -22,16 +22,14 @@ from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessa
 
 import ajet.adapters.openai_agents as openai_agents_plugin
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
-from ajet.core.config import parse_config
 from ajet.core.engines.transformers_engine import TransformersEngine
 from ajet.core.gateway.backends import EngineChatBackend
 from ajet.core.gateway.schemas import ChatCompletionRequest, completion_body
-from ajet.core.plugins import PluginRegistry, collect_registry, make_plugin_manager
 from ajet.core.rollout import RolloutExecutor
-from ajet.core.runtime import Runtime, build_runtime
-from ajet.core.store.memory import MemoryStore
-from ajet.core.types import Completion, EpisodeStatus, LlmCall, SamplingParams
+from ajet.core.runtime import Runtime
+from ajet.core.types import Completion, EpisodeStatus, SamplingParams
 from tests.adapters.netcheck import no_sockets
+from tests.adapters.runtimes import adapter_runtime, assert_recorded, registry_with
 
 TASKS = [LabeledTask(task_id="t1", main_query="What is 2 + 3?", label=5)]
 INSTRUCTIONS = "You are a calculator. Use the add tool."
@@ -44,39 +42,14 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-def registry_with(plugin: Any) -> PluginRegistry:
-    """Every installed plugin, plus `plugin` when its entry point is not installed (yet)."""
-    pm = make_plugin_manager()
-    if not pm.is_registered(plugin):
-        pm.register(plugin)
-    return collect_registry(pm)
-
-
 @pytest.fixture
 async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Runtime]:
-    model, tokenizer = tiny_model_and_tokenizer
-    config = parse_config(
-        {
-            "workflow": "unused:Unused",
-            "rollout": {"group_size": 2, "episode_timeout_s": 60, "sampling": {"max_tokens": 8}},
-        }
-    )
-    registry = registry_with(openai_agents_plugin)
-    rt = await build_runtime(config, registry, MemoryStore(), TransformersEngine(model, tokenizer))
-    try:
+    async with adapter_runtime(openai_agents_plugin, TransformersEngine(*tiny_model_and_tokenizer)) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 def tracing_enabled() -> bool:
     return not isinstance(get_trace_provider().create_trace("ajet-probe"), NoOpTrace)
-
-
-def assert_recorded(call: LlmCall, agent_name: str, target_tag: str) -> None:
-    assert call.trainable and call.agent_name == agent_name and call.target_tag == target_tag
-    assert call.prompt_ids and call.completion_ids
-    assert call.logprobs is not None and len(call.completion_ids) == len(call.logprobs)
 
 
 def test_adapter_is_registered_with_its_extra() -> None:

@@ -15,26 +15,17 @@ import pytest
 
 import ajet.adapters.strands as strands_plugin
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
-from ajet.core.config import parse_config
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.plugins import PluginRegistry, collect_registry, make_plugin_manager
 from ajet.core.rollout import RolloutExecutor
-from ajet.core.runtime import Runtime, build_runtime
-from ajet.core.store.memory import MemoryStore
+from ajet.core.runtime import Runtime
 from ajet.core.types import EpisodeStatus
 
 pytest.importorskip("strands")
 
+from tests.adapters.runtimes import adapter_runtime, registry_with
+
 TASKS = [LabeledTask(task_id="t1", main_query="What is 2 + 3?", label=5)]
 STOP = ["e", "a", "o", " "]
-
-
-def registry_with_plugin() -> PluginRegistry:
-    """The installed plugins, plus this adapter when its entry point is not installed (yet)."""
-    pm = make_plugin_manager()
-    if not pm.is_registered(strands_plugin):
-        pm.register(strands_plugin, name="strands")
-    return collect_registry(pm)
 
 
 # -- an audit of outgoing connections ------------------------------------------------------------------------
@@ -93,23 +84,10 @@ def test_the_audit_sees_a_remote_connect() -> None:
 
 @pytest.fixture
 async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Runtime]:
-    model, tokenizer = tiny_model_and_tokenizer
-    config = parse_config(
-        {
-            "workflow": "unused:Unused",
-            "rollout": {"group_size": 2, "episode_timeout_s": 30, "sampling": {"max_tokens": 8}},
-        }
-    )
-    rt = await build_runtime(
-        config,
-        registry=registry_with_plugin(),
-        store=MemoryStore(),
-        engine=TransformersEngine(model, tokenizer),
-    )
-    try:
+    async with adapter_runtime(
+        strands_plugin, TransformersEngine(*tiny_model_and_tokenizer), timeout_s=30
+    ) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 class CalculatorAgent(Workflow):
@@ -197,7 +175,7 @@ async def test_one_model_serves_several_requests(runtime: Runtime) -> None:
 
 def test_the_plugin_is_light() -> None:
     """Loading the plugin imports neither Strands (until a model is made), nor the trainer, nor another adapter."""
-    adapter = registry_with_plugin().adapter("strands")
+    adapter = registry_with(strands_plugin).adapter("strands")
     assert adapter.tuner_methods() == ("as_strands_model",) and adapter.missing_modules() == []
     assert adapter.install_hint() == "pip install 'ajet[strands]'"
     code = (

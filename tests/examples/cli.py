@@ -49,3 +49,14 @@ def train_two_steps(config: Path | str, run_dir: Path, *settings: str) -> list[d
         )
     assert (run_dir / "checkpoints" / "latest").read_text() == "step-000002"
     return steps
+
+
+def debug_episodes(config: Path | str, out: Path, *settings: str) -> list[dict[str, Any]]:
+    """`ajet debug -c CONFIG --store memory --out OUT --strict SETTINGS...`: the episodes it wrote, every one ok."""
+    result = run_ajet(
+        "debug", "-c", str(config), "--store", "memory", "--out", str(out), "--strict", *settings
+    )
+    assert result.returncode == 0, explain(result)
+    episodes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert episodes and all(e["status"] == "ok" for e in episodes), [e["error"] for e in episodes]
+    return episodes
