@@ -191,6 +191,32 @@ async def test_only_trained_agents_are_recorded_and_the_others_are_counted(runti
     assert episode.untrained_calls == {"solver": 1}
 
 
+class RewardsFromItsTargets(Workflow):
+    """Like the seed's werewolves: the reward depends on which role `self.trainable_targets` says is trained."""
+
+    trainable_targets: list[str] | None = ["werewolf"]
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        assert self.trainable_targets is not None
+        trained = [tag for tag in ("werewolf", "villager") if tuner.is_trainable(tag)]
+        good_guys_win = True
+        reward = 1.0 if good_guys_win == (self.trainable_targets[0] != "werewolf") else 0.0
+        return WorkflowOutput(reward=reward, metadata={"seen": self.trainable_targets, "tuner": trained})
+
+
+async def test_config_trainable_targets_reach_the_workflow_instance(runtime: Runtime) -> None:
+    executor = RolloutExecutor(runtime, RewardsFromItsTargets)
+    executor.settings.group_size = 1
+    (default,) = await executor.run(TASKS[:1])
+    assert default.metadata == {"seen": ["werewolf"], "tuner": ["werewolf"]} and default.reward == 0.0
+
+    executor.settings.trainable_targets = ["villager"]
+    (overridden,) = await executor.run(TASKS[:1])
+    # the workflow's own reward code sees the config's targets, and agrees with the tuner's routing
+    assert overridden.metadata == {"seen": ["villager"], "tuner": ["villager"]}
+    assert overridden.reward == 1.0
+
+
 class RolesRewarded(Workflow):
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         return WorkflowOutput(reward=0.5, target_rewards={"werewolf": True, "villager": 0})

@@ -95,7 +95,12 @@ class RolloutExecutor:
         store.set_status(episode.episode_id, EpisodeStatus.RUNNING, started_at=started)
         try:
             workflow = self.make_workflow()
-            targets = self.settings.trainable_targets or workflow.trainable_targets
+            # One source of truth: the config's targets replace the workflow's own on the instance itself, so
+            # code in `execute` that reads `self.trainable_targets` (rewards, formatters, asserts) agrees with
+            # what the gateway trains. A copy, so an episode that mutates it cannot touch the next one's.
+            if self.settings.trainable_targets is not None:
+                workflow.trainable_targets = list(self.settings.trainable_targets)
+            targets = workflow.trainable_targets
             tuner = AjetTuner(
                 episode_id=episode.episode_id,
                 gateway=self.runtime.gateway,
