@@ -15,8 +15,11 @@ from ajet.trainer.samples import Sample
 from ajet.trainer.shared_prefix import plan_prefixes
 
 
-def sample(prompt: list[int], rest: list[int], trained: list[int] | None = None) -> Sample:
-    """`rest` follows the prompt; `trained` masks it (default: all trained), e.g. 0 on a tool result."""
+def sample(
+    prompt: list[int], rest: list[int], trained: list[int] | None = None, temperature: float = 0.7
+) -> Sample:
+    """`rest` follows the prompt; `trained` masks it (default: all trained), e.g. 0 on a tool result. Each
+    sample's tokens are at `temperature`, so rows of one batch differ, as calls of one GRPO group may."""
     mask = trained if trained is not None else [1] * len(rest)
     return Sample(
         input_ids=prompt + rest,
@@ -28,6 +31,7 @@ def sample(prompt: list[int], rest: list[int], trained: list[int] | None = None)
         agent_name="a",
         target_tag="a",
         reward=1.0,
+        temperatures=[temperature] * (len(prompt) + len(rest)),
     )
 
 
@@ -36,12 +40,12 @@ def group_batch() -> list[Sample]:
     prompt_b = [5, 17, 230, 41, 1200]  # shares a head with A, but is a different prompt
     return [
         sample(prompt_a, [12, 13, 14, 2]),
-        sample(prompt_a, [99, 2]),
+        sample(prompt_a, [99, 2], temperature=1.3),
         sample(prompt_a, [12, 13, 400, 401, 402, 2]),
         # a merged two-turn sample: answer, tool result (not trained), answer
         sample(prompt_a, [7, 8, 60, 61, 62, 9, 2], trained=[1, 1, 0, 0, 0, 1, 1]),
         sample(prompt_b, [3, 3, 2]),
-        sample(prompt_b, [4, 2]),
+        sample(prompt_b, [4, 2], temperature=0.4),
         sample([8, 8, 8], [1000, 1001]),  # alone with its prompt
     ]
 
@@ -49,10 +53,10 @@ def group_batch() -> list[Sample]:
 def forward(model: Any, samples: list[Sample], share: bool) -> tuple[torch.Tensor, float, dict[str, Any]]:
     batch = collate(samples, list(range(len(samples))), pad_id=0)
     model.zero_grad(set_to_none=True)
-    out = token_logprobs(model, batch, temperature=0.7, share_prefixes=share)
+    out = token_logprobs(model, batch, share_prefixes=share)
     weights = torch.arange(1, out.logprobs.shape[1] + 1, dtype=torch.float32)  # position-dependent loss
     (out.logprobs * batch.loss_mask * weights).sum().backward()
-    entropy_logits = out.logits.detach().float() / 0.7
+    entropy_logits = out.scaled_logits()
     probs = entropy_logits.softmax(-1)
     entropy = masked_mean(-(probs * entropy_logits.log_softmax(-1)).sum(-1), out.logits_mask).item()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}

@@ -26,7 +26,7 @@ from ajet.core.types import LabeledTask
 from ajet.trainer.engine import LossSettings, TrainingEngine
 from ajet.trainer.loop import Trainer
 from ajet.trainer.samples import assign_advantages, build_samples, compute_episode_advantages
-from tests.workflows.parity import ParityWorkflow, TwoTurnWorkflow
+from tests.workflows.parity import MixedTemperatureWorkflow, ParityWorkflow, TwoTurnWorkflow
 
 ROOT = Path(__file__).parents[1]
 
@@ -92,13 +92,42 @@ async def test_trainer_logprobs_match_the_recorded_ones_before_any_update(runtim
     assert stats.merges > 0, "two-turn episodes merge into one sequence"
     engine = runtime.engine
     training = TrainingEngine(engine.model, pad_id=engine.tokenizer.pad_token_id, micro_batch_tokens=200)
-    recomputed = training.recompute_logprobs(samples, temperature=1.0)
+    recomputed = training.recompute_logprobs(samples)
     for sample, logprobs in zip(samples, recomputed, strict=True):
         mask = torch.tensor(sample.loss_mask, dtype=torch.bool)
         new = torch.tensor(logprobs)[mask]
         old = torch.tensor(sample.old_logprobs)[mask]
         ratio = torch.exp(new - old)
         assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4), (ratio.min(), ratio.max())
+
+
+async def test_mixed_temperature_batch_has_importance_ratio_one_before_an_update(runtime: Runtime) -> None:
+    """Calls at 0.5 to 1.6 while the config says 1.0: each token is recomputed at its own call's
+    temperature (recomputing at the config's was off by up to 0.38 in log-prob)."""
+    assert runtime.config.rollout.sampling.temperature == 1.0
+    episodes = await RolloutExecutor(runtime, MixedTemperatureWorkflow).run(TASKS[:2])
+    pairs = [(e, runtime.store.calls(e.episode_id)) for e in episodes]
+    samples, stats = build_samples(pairs)
+    assert stats.merges > 0  # both turns of an episode in one sequence, at two temperatures
+    trained = {t for s in samples for t, m in zip(s.temperatures, s.loss_mask, strict=True) if m}
+    assert trained == {0.5, 0.9, 1.3, 0.7, 1.6}
+    engine = runtime.engine
+    for share in (False, True):  # the plain forward and the shared-prompt forward
+        training = TrainingEngine(
+            engine.model, pad_id=engine.tokenizer.pad_token_id, micro_batch_tokens=400, share_prefixes=share
+        )
+        recomputed = training.recompute_logprobs(samples)
+        for sample, logprobs in zip(samples, recomputed, strict=True):
+            mask = torch.tensor(sample.loss_mask, dtype=torch.bool)
+            ratio = torch.exp(torch.tensor(logprobs)[mask] - torch.tensor(sample.old_logprobs)[mask])
+            assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4), (share, ratio.min(), ratio.max())
+    # and through a real optimizer step: nothing is clipped on the first mini-batch of fresh rollouts
+    assign_advantages(samples, compute_episode_advantages(episodes, "grpo", samples)[0])
+    step = TrainingEngine(engine.model, pad_id=engine.tokenizer.pad_token_id).train_step(
+        samples, LossSettings(policy_loss="ppo_clip", loss_options={"clip_low": 0.001, "clip_high": 0.001})
+    )
+    assert step["policy/clip_frac_low"] == 0.0 and step["policy/clip_frac_high"] == 0.0, step
+    assert abs(step["policy/approx_kl"]) < 1e-6, step
 
 
 async def test_bf16_autocast_engine_and_trainer_agree_to_bf16_rounding(
@@ -116,8 +145,8 @@ async def test_bf16_autocast_engine_and_trainer_agree_to_bf16_rounding(
         assert trainer.training.autocast_to == torch.bfloat16
         episodes = await RolloutExecutor(rt, TwoTurnWorkflow).run(TASKS)
         samples, _ = build_samples([(e, rt.store.calls(e.episode_id)) for e in episodes])
-        recomputed = trainer.training.recompute_logprobs(samples, temperature=1.0)
-        fp32 = TrainingEngine(rt.engine.model, pad_id=0).recompute_logprobs(samples, temperature=1.0)
+        recomputed = trainer.training.recompute_logprobs(samples)
+        fp32 = TrainingEngine(rt.engine.model, pad_id=0).recompute_logprobs(samples)
         bf16_gap, fp32_gap = [], []
         for sample, logprobs, exact in zip(samples, recomputed, fp32, strict=True):
             mask = torch.tensor(sample.loss_mask, dtype=torch.bool)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -207,11 +208,26 @@ class SamplingParams(BaseModel):
     seed: int | None = None
 
 
+def logprob_temperature(sampling: SamplingParams | Mapping[str, Any] | None) -> float:
+    """The temperature a recorded log-prob is taken at, under the log-prob contract (docs/logprob-contract.md):
+    the call's own temperature, with 0 (greedy) counting as 1. A call whose sampling does not say (an empty
+    record) was sampled at SamplingParams' default, 1.0. Engines and the trainer both use this function, so
+    they cannot disagree."""
+    if sampling is None:
+        return 1.0
+    value = sampling.temperature if isinstance(sampling, SamplingParams) else sampling.get("temperature")
+    if value is None:
+        return 1.0
+    value = float(value)
+    return value if value > 0 else 1.0
+
+
 class Completion(BaseModel):
     """What a token engine returns for one prompt.
 
-    `logprobs[i]` is log p(ids[i]) under the distribution the token was sampled from: the model's logits divided
-    by the temperature (temperature 0 counts as 1), before top-p truncation. The trainer recomputes exactly this.
+    `logprobs[i]` is log p(ids[i]) under the model's logits divided by the call's temperature (temperature 0
+    counts as 1, see `logprob_temperature`), before top-p truncation. The trainer recomputes exactly this, per
+    call (docs/logprob-contract.md).
     """
 
     model_config = ConfigDict(extra="forbid")

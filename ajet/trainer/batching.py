@@ -21,6 +21,9 @@ class MicroBatch:
     attention_mask: torch.Tensor  # [B, T] long, 1 on real tokens
     loss_mask: torch.Tensor  # [B, T] float, 1 on trained tokens
     old_logprobs: torch.Tensor  # [B, T] float, recorded behaviour log-probs (0 where not trained)
+    temperatures: (
+        torch.Tensor
+    )  # [B, T] float, the temperature each token's log-prob is taken at (1 on padding)
     advantages: torch.Tensor  # [B] float
     sample_weights: torch.Tensor  # [B] float
     indices: list[int]  # positions of these rows in the caller's sample list
@@ -39,6 +42,7 @@ class MicroBatch:
             self.attention_mask.to(device),
             self.loss_mask.to(device),
             self.old_logprobs.to(device),
+            self.temperatures.to(device),
             self.advantages.to(device),
             self.sample_weights.to(device),
             self.indices,
@@ -71,14 +75,21 @@ def collate(
     attention_mask = torch.zeros((batch, width), dtype=torch.long)
     loss_mask = torch.zeros((batch, width), dtype=torch.float32)
     old_logprobs = torch.zeros((batch, width), dtype=torch.float32)
+    temperatures = torch.ones((batch, width), dtype=torch.float32)
     for row, sample in enumerate(rows):
         n = len(sample.input_ids)
         input_ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
         attention_mask[row, :n] = 1
         loss_mask[row, :n] = torch.tensor(sample.loss_mask, dtype=torch.float32)
         old_logprobs[row, :n] = torch.tensor(sample.old_logprobs, dtype=torch.float32)
+        if sample.temperatures:
+            if len(sample.temperatures) != n:
+                raise ValueError(f"sample has {n} tokens but {len(sample.temperatures)} temperatures")
+            temperatures[row, :n] = torch.tensor(sample.temperatures, dtype=torch.float32)
     advantages = torch.tensor([s.advantage for s in rows], dtype=torch.float32)
     weights = torch.tensor(
         [1.0 if sample_weights is None else sample_weights[i] for i in indices], dtype=torch.float32
     )
-    return MicroBatch(input_ids, attention_mask, loss_mask, old_logprobs, advantages, weights, indices)
+    return MicroBatch(
+        input_ids, attention_mask, loss_mask, old_logprobs, temperatures, advantages, weights, indices
+    )

@@ -45,7 +45,6 @@ class LossSettings:
     aggregation: str = "token_mean"
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
-    temperature: float = 1.0  # the rollout temperature: recorded log-probs are of logits / temperature
     episode_weighting: bool = True  # weight each sample 1 / (samples of its episode)
     entropy_metric: bool = True
 
@@ -78,29 +77,36 @@ class TokenLogprobs:
     logprobs: torch.Tensor  # [B, T] log p(input_ids[:, t] | input_ids[:, :t]); 0 where not computed
     logits: torch.Tensor  # [B, N, V] the logits behind some of those log-probs (as the model returned them)
     logits_mask: torch.Tensor  # [B, N] 1 where `logits` predicts a trained token
+    temperatures: torch.Tensor  # [B, N] the temperature of the token each of `logits` predicts
+
+    def scaled_logits(self) -> torch.Tensor:
+        """[B, N, V] detached fp32 logits / temperature: the distribution each trained token was sampled from."""
+        return self.logits.detach().float() / self.temperatures[..., None]
 
 
 def token_logprobs(
     model: torch.nn.Module,
     batch: MicroBatch,
-    temperature: float,
     autocast_to: torch.dtype | None = None,
     share_prefixes: bool = False,
 ) -> TokenLogprobs:
-    """Log-probs under logits / temperature, in fp32 whatever the model's dtype, as the inference engine does
-    (the forward under the same autocast as the engine's, when one is set). With `share_prefixes`, rows that
-    start with the same prompt compute it once (see `shared_prefix`)."""
-    scale = temperature if temperature > 0 else 1.0
+    """Log-probs under logits / temperature, each token at its own call's temperature (`batch.temperatures`),
+    in fp32 whatever the model's dtype, as the inference engine does (the forward under the same autocast as
+    the engine's, when one is set): the log-prob contract, docs/logprob-contract.md. With `share_prefixes`,
+    rows that start with the same prompt compute it once (see `shared_prefix`)."""
     width = batch.input_ids.shape[1]
     plan = plan_prefixes(batch) if share_prefixes else None
     if plan is not None:
         with autocast(batch.input_ids.device, autocast_to):
             logits, targets, valid = shared_prefix_logits(model, batch, plan)  # [B, L, V], [B, L], [B, L]
-        scaled = logits.float() / scale
+        # gather_rows pads past a row's end with 0: a temperature of 1 there keeps the padding finite
+        temperatures = gather_rows(batch.temperatures, plan.starts, targets.shape[1])  # [B, L]
+        temperatures = torch.where(valid.bool(), temperatures, torch.ones_like(temperatures))
+        scaled = logits.float() / temperatures[..., None]
         picked = scaled.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
         logprobs = scatter_rows(picked * valid, plan.starts, width)  # [B, T]
         trained = gather_rows(batch.loss_mask, plan.starts, targets.shape[1]) * valid  # [B, L]
-        return TokenLogprobs(logprobs, logits, trained)
+        return TokenLogprobs(logprobs, logits, trained, temperatures)
     trained_at = batch.loss_mask.nonzero()[:, 1]
     start = max(1, int(trained_at.min())) if trained_at.numel() else width - 1
     keep = width - start + 1  # logits at start-1 .. T-1; the last one predicts past the end and is unused
@@ -111,10 +117,13 @@ def token_logprobs(
             use_cache=False,
             logits_to_keep=keep,
         ).logits[:, :-1]  # [B, T-start, V]
-    scaled = logits.float() / scale
+    temperatures = batch.temperatures[:, start:]  # [B, T-start]: of the token each logit predicts
+    scaled = logits.float() / temperatures[..., None]
     targets = batch.input_ids[:, start:].unsqueeze(-1)  # [B, T-start, 1]
     picked = scaled.gather(-1, targets).squeeze(-1) - torch.logsumexp(scaled, dim=-1)  # [B, T-start]
-    return TokenLogprobs(torch.nn.functional.pad(picked, (start, 0)), logits, batch.loss_mask[:, start:])
+    return TokenLogprobs(
+        torch.nn.functional.pad(picked, (start, 0)), logits, batch.loss_mask[:, start:], temperatures
+    )
 
 
 class TrainingEngine:
@@ -169,17 +178,15 @@ class TrainingEngine:
             yield collate(samples, indices, self.pad_id, weights).to(self.device)
 
     @torch.no_grad()
-    def recompute_logprobs(self, samples: Sequence[Sample], temperature: float = 1.0) -> list[list[float]]:
-        """The current policy's log-probs of every token of every sample, in sample order (0 before the first
-        trained token of its micro-batch: prompt positions are never scored)."""
+    def recompute_logprobs(self, samples: Sequence[Sample]) -> list[list[float]]:
+        """The current policy's log-probs of every token of every sample, each at its call's temperature, in
+        sample order (0 before the first trained token of its micro-batch: prompt positions are never scored)."""
         out: list[list[float]] = [[] for _ in samples]
         was_training = self.model.training
         self.model.eval()
         try:
             for batch in self.micro_batches(samples):
-                logprobs = token_logprobs(
-                    self.model, batch, temperature, self.autocast_to, self.share_prefixes
-                ).logprobs
+                logprobs = token_logprobs(self.model, batch, self.autocast_to, self.share_prefixes).logprobs
                 for row, index in enumerate(batch.indices):
                     out[index] = logprobs[row, : len(samples[index].input_ids)].tolist()
         finally:
@@ -215,9 +222,7 @@ class TrainingEngine:
         sums: dict[str, float] = {}
         tokens = 0
         for batch in batches:
-            forward = token_logprobs(
-                self.model, batch, loss.temperature, self.autocast_to, self.share_prefixes
-            )
+            forward = token_logprobs(self.model, batch, self.autocast_to, self.share_prefixes)
             logprobs = forward.logprobs  # [B, T]
             per_token, metrics = policy_loss(
                 logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
@@ -227,9 +232,7 @@ class TrainingEngine:
             )
             if loss.kl_coef > 0:
                 with torch.no_grad(), self._reference() as reference:
-                    ref_logprobs = token_logprobs(
-                        reference, batch, loss.temperature, self.autocast_to
-                    ).logprobs
+                    ref_logprobs = token_logprobs(reference, batch, self.autocast_to).logprobs
                 kl = get_kl_estimator(loss.kl_estimator)(logprobs, ref_logprobs)  # [B, T]
                 kl_term = aggregate(
                     kl, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
@@ -241,8 +244,7 @@ class TrainingEngine:
             metrics["loss"] = float(total.detach())
             if loss.entropy_metric:
                 with torch.no_grad():
-                    scaled = forward.logits.detach().float() / max(loss.temperature, 1e-6)
-                    entropy = entropy_from_logits(scaled)  # [B, N]
+                    entropy = entropy_from_logits(forward.scaled_logits())  # [B, N]
                     metrics["entropy"] = masked_mean(entropy, forward.logits_mask).item()
             for name, value in metrics.items():
                 # "loss" is already scaled to the mini-batch; the rest are averaged over trained tokens.

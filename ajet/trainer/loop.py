@@ -133,7 +133,6 @@ class Trainer:
             aggregation=self.train.aggregation,
             kl_coef=self.train.kl_coef,
             kl_estimator=self.train.kl_estimator,
-            temperature=config.rollout.sampling.temperature,
             episode_weighting=self.train.episode_weighting,
         )
         self.step = 0

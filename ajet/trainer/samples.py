@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ajet.core.types import Episode, EpisodeStatus, LlmCall
+from ajet.core.types import Episode, EpisodeStatus, LlmCall, logprob_temperature
 from ajet.trainer.algorithms.registry import Metrics, get_advantage_estimator
 
 # Advantages keyed by episode id (one value for every agent of the episode) or by (episode id, target tag)
@@ -39,7 +39,10 @@ class Sample:
 
     `input_ids`, `loss_mask` and `old_logprobs` have the same length. `loss_mask` is 1 on the tokens the model
     generated (trained), 0 on everything else (prompts, tool results, template glue); `old_logprobs[i]` is the
-    engine's log-prob of token i where the mask is 1, 0.0 elsewhere.
+    engine's log-prob of token i where the mask is 1, 0.0 elsewhere. `temperatures[i]` is the temperature that
+    log-prob was taken at (the call's own, see `logprob_temperature`): a merged sample's calls may each have
+    their own, and the trainer recomputes each token at its call's temperature so that the importance ratio is 1
+    before an update. Empty means 1.0 everywhere (demonstrations).
     """
 
     input_ids: list[int]
@@ -54,6 +57,7 @@ class Sample:
     num_calls: int = 1
     episode_num_samples: int = 1  # samples built from this sample's episode, for per-episode loss weights
     call_ids: list[str] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=list)
 
     @property
     def num_trained_tokens(self) -> int:
@@ -156,6 +160,7 @@ class _SampleBuilder:
         self.input_ids: list[int] = []
         self.loss_mask: list[int] = []
         self.old_logprobs: list[float] = []
+        self.temperatures: list[float] = []
         self.call_ids: list[str] = []
         self.last_prompt_len = 0  # the latest call's prompt length: input_ids == its prompt + its completion
         self.append(call, prompt, completion)
@@ -166,6 +171,8 @@ class _SampleBuilder:
         self.input_ids += new_context + completion
         self.loss_mask += [0] * len(new_context) + [1] * len(completion)
         self.old_logprobs += [0.0] * len(new_context) + [float(x) for x in call.logprobs or []]
+        # Context positions are never scored; they take the call's temperature only to keep one value per token.
+        self.temperatures += [logprob_temperature(call.sampling)] * (len(new_context) + len(completion))
         self.call_ids.append(call.call_id)
         self.last_prompt_len = len(prompt)
 
@@ -191,6 +198,7 @@ class _SampleBuilder:
             reward=float(self.episode.reward_for(self.target_tag) or 0.0),
             num_calls=len(self.call_ids),
             call_ids=self.call_ids,
+            temperatures=self.temperatures,
         )
 
 

@@ -31,3 +31,26 @@ class TwoTurnWorkflow(Workflow):
         second = await client.chat.completions.create(model="ajet-policy", messages=messages)
         text = second.choices[0].message.content or ""
         return WorkflowOutput(reward=float(len(text) % 2 == 0))
+
+
+class MixedTemperatureWorkflow(Workflow):
+    """Two calls in one conversation, each at its own temperature, which also varies across a group's
+    episodes (as `as_langchain_model(temperature=0.7)` or an agent's ModelSettings would): the trainer must
+    recompute every token at its own call's temperature, not the config's."""
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        client = tuner.as_raw_openai_sdk_client()
+        first_t, second_t = (0.5, 0.9, 1.3, 0.7)[workflow_task.repeat_index % 4], 1.6
+        messages = [{"role": "user", "content": workflow_task.task.main_query}]
+        first = await client.chat.completions.create(
+            model="ajet-policy", messages=messages, temperature=first_t
+        )
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "user", "content": "again"},
+        ]
+        second = await client.chat.completions.create(
+            model="ajet-policy", messages=messages, temperature=second_t
+        )
+        text = second.choices[0].message.content or ""
+        return WorkflowOutput(reward=float(len(text) % 2 == 0))

@@ -36,7 +36,7 @@ from transformers.cache_utils import DynamicLayer
 from ajet.core.engines.base import InferenceEngine
 from ajet.core.precision import autocast as precision_autocast
 from ajet.core.precision import autocast_dtype
-from ajet.core.types import Completion, SamplingParams
+from ajet.core.types import Completion, SamplingParams, logprob_temperature
 
 logger = logging.getLogger(__name__)
 
@@ -459,7 +459,7 @@ class TransformersEngine(InferenceEngine):
 
     def _sample(self, rows: list[_Request], logits: torch.Tensor) -> torch.Tensor:
         """Pick each row's next token, recording its log-prob under logits / temperature (before top-p)."""
-        temperatures = torch.tensor([r.sampling.temperature or 1.0 for r in rows], device=logits.device)
+        temperatures = torch.tensor([logprob_temperature(r.sampling) for r in rows], device=logits.device)
         logp = torch.log_softmax(logits / temperatures[:, None], dim=-1)
         tokens = logp.argmax(dim=-1)
         for i, request in enumerate(rows):
