@@ -29,3 +29,15 @@ def smollm2_model_and_tokenizer(smollm2_dir: Path) -> tuple[Any, Any]:
     from ajet.core.models import load_model
 
     return load_model(str(smollm2_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random model saved as a Hugging Face directory, for configs' `model.path`."""
+    from ajet.core.models import build_tiny_model
+
+    directory = tmp_path_factory.mktemp("tiny-model")
+    model, tokenizer = build_tiny_model(seed=0)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

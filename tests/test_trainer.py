@@ -18,7 +18,6 @@ import torch
 import yaml
 
 from ajet.core.config import parse_config
-from ajet.core.models import build_tiny_model
 from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.store.memory import MemoryStore
@@ -34,15 +33,6 @@ ROOT = Path(__file__).parents[1]
 def write_tasks(path: Path, n: int) -> None:
     rows = [{"task_id": f"t{i}", "main_query": f"Say something about the number {i}."} for i in range(n)]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-model")
-    model, tokenizer = build_tiny_model(seed=0)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def make_config(tmp_path: Path, tiny_dir: Path, **train: Any) -> dict[str, Any]:

@@ -42,7 +42,9 @@ def register_judgers(register: Callable[[str, Callable[..., Any]], None]) -> Non
 @hookspec
 def register_algorithms(register: Callable[[str, str, Callable[..., Any]], None]) -> None:
     """Register trainer functions: `register(kind, name, fn)` with kind one of "advantage_estimator",
-    "policy_loss", "aggregation", "kl_estimator" (see `ajet.trainer.algorithms`)."""
+    "policy_loss", "aggregation", "aggregation_denominator", "kl_estimator" (see `ajet.trainer.algorithms`).
+    An aggregation needs its denominator under the same name: `fn(mask, sample_weights) -> scalar`, what it
+    divides by, so a mini-batch splits into micro-batches exactly (as every built-in aggregation does)."""
 
 
 @hookspec

@@ -24,14 +24,21 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ajet.core.config import AjetConfig
+from ajet.core.config import AjetConfig, ConfigError, TrainConfig
 from ajet.core.gateway.render import ChatRenderer
 from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import Runtime
 from ajet.core.tasks import load_tasks, resolve_path
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
-from ajet.trainer.algorithms.registry import install_plugin_algorithms
+from ajet.trainer.algorithms.registry import (
+    UnknownAlgorithmError,
+    get_advantage_estimator,
+    get_aggregation_denominator,
+    get_kl_estimator,
+    get_policy_loss,
+    install_plugin_algorithms,
+)
 from ajet.trainer.checkpoint import Checkpoint, restore_rng, save_checkpoint
 from ajet.trainer.data import TaskCursor
 from ajet.trainer.demonstrations import load_demonstrations
@@ -89,6 +96,7 @@ class Trainer:
         self.run_dir = runtime.run_dir
         self.resume = resume
         install_plugin_algorithms({k: r.value for k, r in runtime.registry.algorithms.items()})
+        check_algorithm_names(config.train)
 
         self.val_tasks: list[LabeledTask] = self._load_split("val") if config.data.val is not None else []
         if self.train.val_tasks:
@@ -323,3 +331,24 @@ def _summary(metrics: dict[str, float]) -> str:
         if key in metrics:
             parts.append(f"{label} {fmt.format(metrics[key])}")
     return "  ".join(parts)
+
+
+def check_algorithm_names(train: TrainConfig) -> None:
+    """Every algorithm the config names, built-in or a plugin's, resolves now, before any rollout: a typo or an
+    aggregation without its denominator is a config error naming the field, not a crash at the first step."""
+    lookups = [
+        ("train.advantage_estimator", get_advantage_estimator, train.advantage_estimator),
+        (
+            "train.aggregation",
+            get_aggregation_denominator,
+            train.aggregation,
+        ),  # the aggregation and its denominator
+        ("train.kl_estimator", get_kl_estimator, train.kl_estimator),
+    ]
+    if train.algorithm != "sft":
+        lookups.append(("train.policy_loss", get_policy_loss, train.policy_loss))
+    for field_name, lookup, name in lookups:
+        try:
+            lookup(name)
+        except UnknownAlgorithmError as exc:
+            raise ConfigError(f"{field_name}: {exc}") from None

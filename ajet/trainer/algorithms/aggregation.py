@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import torch
 
-from ajet.trainer.algorithms.registry import register_aggregation
+from ajet.trainer.algorithms.registry import (
+    get_aggregation_denominator,
+    register_aggregation,
+    register_aggregation_denominator,
+)
 
 
 def _weights(mask: torch.Tensor, sample_weights: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
@@ -53,15 +57,27 @@ def _token_sums(loss: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def denominator(name: str, mask: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """What aggregation `name` divides by on this batch (before `norm_len`). Sum it over the micro-batches of
-    a mini-batch and pass the total as `normalizer`."""
+    """What aggregation `name` (built-in or a plugin's) divides by on this batch (before `norm_len`). Sum it
+    over the micro-batches of a mini-batch and pass the total as `normalizer`."""
+    return get_aggregation_denominator(name)(mask, sample_weights)
+
+
+# Each aggregation's denominator is registered under its name, as a plugin registers its own.
+@register_aggregation_denominator("token_mean")
+def trained_tokens(mask: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_b w_b * n_b: the weighted number of trained tokens."""
     _, counts = _token_sums(mask.float(), mask)  # [B]
-    w = _weights(mask, sample_weights, counts.dtype)  # [B]
-    if name == "token_mean":
-        return (w * counts).sum()
-    if name in ("seq_mean_token_mean", "seq_mean_token_sum"):
-        return (w * (counts > 0)).sum()  # sequences with nothing to train do not count
-    raise ValueError(f"no denominator known for aggregation {name!r}")
+    return (_weights(mask, sample_weights, counts.dtype) * counts).sum()
+
+
+def trained_sequences(mask: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_b w_b over sequences with >= 1 trained token (sequences with nothing to train do not count)."""
+    _, counts = _token_sums(mask.float(), mask)  # [B]
+    return (_weights(mask, sample_weights, counts.dtype) * (counts > 0)).sum()
+
+
+register_aggregation_denominator("seq_mean_token_mean")(trained_sequences)
+register_aggregation_denominator("seq_mean_token_sum")(trained_sequences)
 
 
 @register_aggregation("token_mean")

@@ -56,6 +56,15 @@ class Aggregation(Protocol):
     ) -> torch.Tensor: ...
 
 
+class AggregationDenominator(Protocol):
+    """`(mask [B,T], sample_weights [B] | None) -> scalar`: what an aggregation divides by on a batch. It depends
+    on the mask and weights only (never on the loss), so the trainer can sum it over the micro-batches of a
+    mini-batch before any forward pass and hand the total to every micro-batch as `normalizer`: the summed
+    gradients are then those of one big batch. Every aggregation needs one, registered under the same name."""
+
+    def __call__(self, mask: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
 class KlEstimator(Protocol):
     """`(logprobs [B,T], ref_logprobs [B,T]) -> per-token KL estimate [B,T]` (not masked, not aggregated)."""
 
@@ -65,6 +74,7 @@ class KlEstimator(Protocol):
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
 POLICY_LOSSES: dict[str, PolicyLoss] = {}
 AGGREGATIONS: dict[str, Aggregation] = {}
+AGGREGATION_DENOMINATORS: dict[str, AggregationDenominator] = {}
 KL_ESTIMATORS: dict[str, KlEstimator] = {}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,6 +125,10 @@ def register_aggregation(name: str) -> Callable[[F], F]:
     return _decorator(AGGREGATIONS, name)
 
 
+def register_aggregation_denominator(name: str) -> Callable[[F], F]:
+    return _decorator(AGGREGATION_DENOMINATORS, name)
+
+
 def register_kl_estimator(name: str) -> Callable[[F], F]:
     return _decorator(KL_ESTIMATORS, name)
 
@@ -142,6 +156,22 @@ def get_aggregation(name: str, extra: Mapping[str, Any] | None = None) -> Aggreg
     return _get(AGGREGATIONS, extra, name, "loss aggregation")
 
 
+def get_aggregation_denominator(name: str, extra: Mapping[str, Any] | None = None) -> AggregationDenominator:
+    """The denominator registered with aggregation `name`. An aggregation registered without one cannot be
+    split into micro-batches exactly, so it is refused with what to register."""
+    get_aggregation(name, extra)  # an unknown name gets the list of known aggregations
+    if extra is not None and name in extra:
+        return extra[name]
+    if name in AGGREGATION_DENOMINATORS:
+        return AGGREGATION_DENOMINATORS[name]
+    raise UnknownAlgorithmError(
+        f"loss aggregation {name!r} has no denominator registered. The trainer needs it to split a mini-batch "
+        "into micro-batches exactly: register one under the same name, e.g. in your plugin's "
+        f"register_algorithms hook: register('aggregation_denominator', {name!r}, fn) where "
+        "fn(mask [B,T], sample_weights [B] | None) -> scalar is what the aggregation divides by"
+    )
+
+
 def get_kl_estimator(name: str, extra: Mapping[str, Any] | None = None) -> KlEstimator:
     return _get(KL_ESTIMATORS, extra, name, "KL estimator")
 
@@ -153,6 +183,7 @@ def install_plugin_algorithms(algorithms: Mapping[str, Any]) -> None:
         "advantage_estimator": ADVANTAGE_ESTIMATORS,
         "policy_loss": POLICY_LOSSES,
         "aggregation": AGGREGATIONS,
+        "aggregation_denominator": AGGREGATION_DENOMINATORS,
         "kl_estimator": KL_ESTIMATORS,
     }
     for key, fn in algorithms.items():
