@@ -5,6 +5,20 @@ A judger is a function or a class instance with `__call__(task, output) -> float
 async. Configure one with `judger: numeric_match` (a built-in), `judger: {path: my_pkg.judges:strict, args: ...}`,
 or a plugin's `register_judgers` hook. A class is instantiated with `args`; for a function, `args` are passed as
 keyword arguments on every call.
+
+A grader that reads the trajectory, not only the output's metadata, declares a parameter for it:
+
+    def concise(task, output, messages):   # the episode's conversation, OpenAI chat format
+        return 1.0 if len(messages[-1]["content"] or "") < 200 else 0.0
+
+- `messages`: the conversation of the episode's last recorded call: its request messages (system, user,
+  assistant, tool, ...) followed by the assistant's response. For one agent that keeps its history (a ReAct loop,
+  a Strands or OpenAI Agents agent) this is the whole trajectory.
+- `calls`: every recorded `LlmCall` of the episode, in order (each with `agent_name`, `target_tag`, `messages`,
+  `response`), for episodes with several agents or an agent that rewrites its history.
+
+Only the calls of trained agents are recorded (an untrained role's calls, or a framework model that bypasses the
+tuner, are not), so these hold what the trained agents said and saw.
 """
 
 from __future__ import annotations
@@ -12,11 +26,11 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ajet.core.types import LabeledTask, WorkflowOutput
+from ajet.core.types import LabeledTask, LlmCall, WorkflowOutput
 
 
 @dataclass(frozen=True)
@@ -127,21 +141,66 @@ BUILTIN_JUDGERS: dict[str, Callable[..., Any]] = {
     "llm_judge": LlmJudge,
 }
 
-Judge = Callable[[LabeledTask, WorkflowOutput], Any]
+#: a configured judger: (task, output, the episode's recorded calls, read only when the judger asks) -> result
+Judge = Callable[[LabeledTask, WorkflowOutput, Callable[[], Sequence[LlmCall]]], Any]
+#: the parameters a judger may declare to get the episode's trajectory (see the module docstring)
+EPISODE_PARAMETERS = ("messages", "calls")
+
+
+def conversation(calls: Sequence[LlmCall]) -> list[dict[str, Any]]:
+    """The conversation of the last call: its request messages, then the response, as OpenAI chat messages."""
+    if not calls:
+        return []
+    last = calls[-1]
+    return [*(dict(m) for m in last.messages), {"role": "assistant", **last.response}]
 
 
 def make_judge(target: Any, args: dict[str, Any]) -> Judge:
-    """A class becomes an instance built with `args`; a function gets `args` as keyword arguments on each call."""
+    """A class becomes an instance built with `args`; a function gets `args` as keyword arguments on each call.
+    A judger that declares `messages` or `calls` also gets the episode's trajectory."""
     if inspect.isclass(target):
-        return target(**args)
-    if not callable(target):
+        fn, fixed = target(**args), {}
+    elif callable(target):
+        fn, fixed = target, dict(args)
+    else:
         raise JudgeError(f"a judger must be a function or a class, got {target!r}")
-    return lambda task, output: target(task, output, **args)
+    taken = sorted(set(fixed) & set(EPISODE_PARAMETERS))
+    if taken:
+        raise TypeError(f"{', '.join(taken)} are filled in with the episode's trajectory; rename these args")
+    wants = _declared(fn)
+
+    def judge(task: LabeledTask, output: WorkflowOutput, calls: Callable[[], Sequence[LlmCall]]) -> Any:
+        trajectory: dict[str, Any] = {}
+        if wants:
+            recorded = list(calls())
+            trajectory = {"messages": conversation(recorded), "calls": recorded}
+        return fn(task, output, **{name: trajectory[name] for name in wants}, **fixed)
+
+    return judge
 
 
-async def judge_episode(judge: Judge, task: LabeledTask, output: WorkflowOutput) -> WorkflowOutput:
-    """The output with the judger's reward (and success, when it says) filled in. Non-finite rewards raise."""
-    result = judge(task, output)
+def _declared(fn: Callable[..., Any]) -> list[str]:
+    """Which of EPISODE_PARAMETERS `fn` names as parameters (a bare **kwargs asks for none of them)."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return []
+    return [
+        name
+        for name in EPISODE_PARAMETERS
+        if name in parameters and parameters[name].kind is not inspect.Parameter.POSITIONAL_ONLY
+    ]
+
+
+async def judge_episode(
+    judge: Judge,
+    task: LabeledTask,
+    output: WorkflowOutput,
+    calls: Callable[[], Sequence[LlmCall]] = lambda: [],
+) -> WorkflowOutput:
+    """The output with the judger's reward (and success, when it says) filled in. Non-finite rewards raise.
+    `calls` reads the episode's recorded calls, for a judger that asks for `messages` or `calls`."""
+    result = judge(task, output, calls)
     if inspect.isawaitable(result):
         result = await result
     if isinstance(result, bool | int | float):

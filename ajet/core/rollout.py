@@ -122,7 +122,9 @@ class RolloutExecutor:
             )
             output = _check_output(output)
             if output.reward is None and self.runtime.judge is not None:
-                output = await judge_episode(self.runtime.judge, episode.task, output)
+                output = await judge_episode(
+                    self.runtime.judge, episode.task, output, lambda: store.calls(episode.episode_id)
+                )
         except TimeoutError:
             outcome: dict[str, Any] = {
                 "status": EpisodeStatus.TIMED_OUT,

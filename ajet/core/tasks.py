@@ -464,11 +464,7 @@ def import_object(ref: str, base_dir: Path | None = None) -> object:
         raise ValueError(
             f"{ref!r} is not an object reference; write 'package.module:name' or 'path/to/file.py:name'"
         )
-    if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref:
-        module = _import_file(resolve_path(module_ref, base_dir), ref, base_dir)
-    else:
-        module = _import_module(module_ref, ref, base_dir)
-    obj: object = module
+    obj: object = import_module_ref(module_ref, base_dir, ref)
     for depth, part in enumerate(attr.split(".")):
         try:
             obj = getattr(obj, part)
@@ -476,6 +472,15 @@ def import_object(ref: str, base_dir: Path | None = None) -> object:
             owner = ":".join([module_ref, ".".join(attr.split(".")[:depth])]) if depth else module_ref
             raise AttributeError(_missing_attribute(ref, owner, obj, part)) from None
     return obj
+
+
+def import_module_ref(module_ref: str, base_dir: Path | None = None, ref: str | None = None) -> ModuleType:
+    """The module a reference's left part names: "package.module" or "path/to/file.py" (see `import_object`);
+    `ref` is the whole reference, for error messages."""
+    ref = ref or module_ref
+    if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref:
+        return _import_file(resolve_path(module_ref, base_dir), ref, base_dir)
+    return _import_module(module_ref, ref, base_dir)
 
 
 def _import_module(name: str, ref: str, base_dir: Path | None) -> ModuleType:

@@ -22,7 +22,9 @@ from ajet.core.types import EpisodeStatus
 
 pytest.importorskip("strands")
 
+from ajet.adapters.strands import to_strands_messages
 from tests.adapters.runtimes import adapter_runtime, registry_with
+from tests.adapters.scripted_engine import run_scripted
 
 TASKS = [LabeledTask(task_id="t1", main_query="What is 2 + 3?", label=5)]
 STOP = ["e", "a", "o", " "]
@@ -95,7 +97,6 @@ class CalculatorAgent(Workflow):
 
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         import strands
-        from strands.types.exceptions import MaxTokensReachedException
 
         @strands.tool
         def add(a: int, b: int) -> int:
@@ -107,16 +108,12 @@ class CalculatorAgent(Workflow):
             """
             return a + b
 
-        # `stop` makes the random model end its turn early, so the agent finishes normally ("end_turn")
+        # `stop` makes the random model end its turn early; a turn cut at max_tokens ends normally too
         model = tuner.as_strands_model(agent_name="calc", target_tag="math", temperature=1.0, stop=STOP)
         agent = strands.Agent(
             model=model, tools=[add], system_prompt="You are a calculator.", callback_handler=None
         )
-        try:
-            result = await agent.invoke_async(workflow_task.task.main_query)
-        except MaxTokensReachedException:
-            # The tiny random model rarely ends before max_tokens, and Strands raises on a truncated answer.
-            return WorkflowOutput(reward=0.0, is_success=False, metadata={"stop_reason": "max_tokens"})
+        result = await agent.invoke_async(workflow_task.task.main_query)
         return WorkflowOutput(
             reward=1.0 if "5" in str(result) else 0.0,
             is_success=True,
@@ -142,6 +139,7 @@ async def test_strands_agent_calls_are_recorded_without_network(
         for call in calls:
             assert call.prompt_ids and call.completion_ids
             assert len(call.completion_ids) == len(call.logprobs or [])
+        assert episode.metadata["stop_reason"] in ("end_turn", "tool_use")
         if episode.metadata["stop_reason"] == "end_turn":
             assert episode.metadata["text"].strip() == (calls[-1].response["content"] or "").strip()
     assert [item for item in connections if not _is_loopback(item[1])] == []
@@ -185,3 +183,117 @@ def test_the_plugin_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- a completion cut at max_tokens, and OpenAI-style messages ----------------------------------------------
+
+LONG_ANSWER = "The answer is five, because two and three make five when added together."
+
+
+class CutOff(Workflow):
+    """A Strands agent whose answer is cut at 6 tokens: by default the turn ends with the cut text."""
+
+    on_max_tokens: str = "end_turn"
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        import strands
+
+        model = tuner.as_strands_model(params={"max_tokens": 6}, on_max_tokens=self.on_max_tokens)
+        agent = strands.Agent(model=model, callback_handler=None)
+        result = await agent.invoke_async(workflow_task.task.main_query)
+        return WorkflowOutput(reward=0.0, metadata={"stop_reason": result.stop_reason, "text": str(result)})
+
+
+async def test_a_completion_cut_at_max_tokens_ends_the_turn(
+    tiny_model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    episode, (call,) = await run_scripted(tiny_model_and_tokenizer, [LONG_ANSWER], CutOff, TASKS[0])
+    assert episode.status == EpisodeStatus.OK, episode.error
+    assert episode.metadata["stop_reason"] == "end_turn"
+    assert LONG_ANSWER.startswith(episode.metadata["text"].strip()) and episode.metadata["text"].strip()
+    assert call.finish_reason == "length" and len(call.completion_ids or []) == 6  # training sees the cut
+
+
+async def test_on_max_tokens_raise_keeps_strands_behaviour(tiny_model_and_tokenizer: tuple[Any, Any]) -> None:
+    episode, _ = await run_scripted(
+        tiny_model_and_tokenizer, [LONG_ANSWER], lambda: CutOff(on_max_tokens="raise"), TASKS[0]
+    )
+    assert episode.status == EpisodeStatus.FAILED and "MaxTokensReachedException" in (episode.error or "")
+
+
+OPENAI_PROMPT = [
+    {"role": "user", "content": "What is 2 + 3?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "5"},
+    {"role": "user", "content": [{"type": "text", "text": "So the answer is?"}]},
+]
+
+
+class FromOpenAIMessages(Workflow):
+    """A conversation kept as OpenAI messages (as Osmosis' `ctx.prompt`), continued by a Strands agent."""
+
+    convert: bool = True
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        import strands
+
+        # Unconverted, the literal Osmosis form: `messages=ctx.prompt`, text content as a string
+        messages = to_strands_messages(OPENAI_PROMPT) if self.convert else OPENAI_PROMPT[:1]
+        agent = strands.Agent(
+            model=tuner.as_strands_model(),
+            messages=messages,
+            system_prompt="Be brief.",
+            callback_handler=None,
+        )
+        result = await agent.invoke_async()
+        return WorkflowOutput(reward=0.0, metadata={"text": str(result)})
+
+
+async def test_converted_openai_messages_reach_the_model(tiny_model_and_tokenizer: tuple[Any, Any]) -> None:
+    episode, (call,) = await run_scripted(tiny_model_and_tokenizer, ["5."], FromOpenAIMessages, TASKS[0])
+    assert episode.status == EpisodeStatus.OK, episode.error
+    assert episode.metadata["text"].strip() == "5."
+    assert [m["role"] for m in call.messages] == ["system", "user", "assistant", "tool", "user"]
+    assert call.messages[2]["tool_calls"][0]["function"]["name"] == "add"
+    assert call.messages[3]["tool_call_id"] == "c1" and "5" in str(call.messages[3]["content"])
+
+
+async def test_unconverted_openai_messages_fail_with_the_fix(
+    tiny_model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    episode, calls = await run_scripted(
+        tiny_model_and_tokenizer, ["unused"], lambda: FromOpenAIMessages(convert=False), TASKS[0]
+    )
+    assert episode.status == EpisodeStatus.FAILED and calls == []
+    assert "messages[0] is an OpenAI-style message" in (episode.error or "")
+    assert "to_strands_messages" in (episode.error or "")
+
+
+def test_to_strands_messages() -> None:
+    converted = to_strands_messages(
+        [*OPENAI_PROMPT[:3], {"role": "tool", "tool_call_id": "c2", "content": "6"}, OPENAI_PROMPT[3]]
+    )
+    assert converted == [
+        {"role": "user", "content": [{"text": "What is 2 + 3?"}]},
+        {
+            "role": "assistant",
+            "content": [{"toolUse": {"toolUseId": "c1", "name": "add", "input": {"a": 2, "b": 3}}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"toolResult": {"toolUseId": "c1", "status": "success", "content": [{"text": "5"}]}},
+                {"toolResult": {"toolUseId": "c2", "status": "success", "content": [{"text": "6"}]}},
+            ],
+        },
+        {"role": "user", "content": [{"text": "So the answer is?"}]},
+    ]
+    assert to_strands_messages(converted) == converted  # Strands messages pass through
+    with pytest.raises(ValueError, match=r"messages\[0\] is a system message.*Agent\(system_prompt="):
+        to_strands_messages([{"role": "system", "content": "Be brief."}])

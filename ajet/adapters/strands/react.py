@@ -2,8 +2,8 @@
 
 Strands' own loop has no turn limit, so a `BeforeModelCallEvent` hook counts the model calls and cancels the
 one past `spec.max_turns` (Strands then ends the turn with the cancel text, which is not an answer: "").
-Strands raises `MaxTokensReachedException` when a completion is cut off by `max_tokens`; the other frameworks
-return the cut-off text as the answer, and so does this runner (Strands has added it to the agent's messages).
+A completion cut off by `max_tokens` ends the turn with the cut text as the answer, as in the other frameworks
+(the tuner's Strands model reports it as "end_turn" rather than letting Strands raise `MaxTokensReachedException`).
 Plain functions become tools through `strands.tool` (Strands silently skips undecorated ones).
 """
 
@@ -43,7 +43,7 @@ async def run_react(model: Any, spec: ReActSpec) -> str:
     agent.add_hook(limit_turns, BeforeModelCallEvent)
     try:
         result = await agent.invoke_async(spec.query)
-    except MaxTokensReachedException:
+    except MaxTokensReachedException:  # a native Strands model given as an untrained agent's debug_model
         return _text(agent.messages[-1] if agent.messages else None)
     if calls > spec.max_turns:
         return ""
