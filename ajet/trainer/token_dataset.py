@@ -45,9 +45,6 @@ IGNORE_INDEX = -100  # the label PyTorch's cross-entropy (and so HF and TRL) ski
 EpisodePairs = list[tuple[Episode, list[LlmCall]]]
 TrajectorySource = Store | str | Path | Sequence[tuple[Episode, list[LlmCall]]]
 
-#: the columns every row starts with, in this order (the rest follow in `Sample` field order)
-LEADING_COLUMNS = ("input_ids", "attention_mask", "labels", "action_mask", "old_logprobs", "advantage", "reward")
-
 
 class TokenDatasetError(ValueError):
     """A source that cannot be read as recorded episodes; the message names it and the fix."""
@@ -300,11 +297,11 @@ def write_token_dataset(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     """Write rows as Parquet (`.parquet`, needs pyarrow: the `data` extra) or JSON lines (`.jsonl`)."""
     path = Path(path)
     if path.suffix not in (".parquet", ".jsonl"):
-        raise TokenDatasetError(
-            f"{path}: write to a .parquet or a .jsonl file (the suffix picks the format)"
-        )
+        raise TokenDatasetError(f"{path}: write to a .parquet or a .jsonl file (the suffix picks the format)")
     if not rows:
-        raise TokenDatasetError(f"no samples to write to {path}: every episode was excluded (see the summary)")
+        raise TokenDatasetError(
+            f"no samples to write to {path}: every episode was excluded (see the summary)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".jsonl":
         with path.open("w", encoding="utf-8") as out:
