@@ -169,6 +169,12 @@ def test_a_debug_jsonl_gives_the_same_rows_as_the_store(
     assert tokenize_trajectories(run_dir) == from_store
     grpo = tokenize_trajectories(exported)  # a bare file has no config: the default estimator
     assert [r["input_ids"] for r in grpo] == [r["input_ids"] for r in from_store]
+    # a store file beside the user's own config.yaml (not a train run's saved one): read, default estimator
+    copy = tmp_path / "ajet.sqlite"
+    copy.write_bytes((run_dir / "ajet.sqlite").read_bytes())
+    (tmp_path / "config.yaml").write_text("workflow: flow.py:Flow\n")
+    assert build_token_dataset(copy).advantage_estimator == "grpo"
+    assert tokenize_trajectories(copy) == grpo
 
 
 def test_labels_give_the_hugging_face_loss_over_the_generated_tokens(

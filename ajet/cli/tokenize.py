@@ -38,10 +38,14 @@ def tokenize_command(
         )
         console.print(dataset.summary(), markup=False, soft_wrap=True)
         if not dataset.rows:
-            console.print(f"nothing written to {out}: no episode gave a sample (see above)", markup=False)
+            console.print(
+                f"nothing written to {out}: no episode gave a sample (see above)",
+                markup=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1)
         path = write_token_dataset(dataset.rows, out)
     except (TokenDatasetError, ConfigError, UnknownAlgorithmError) as exc:
         console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(f"wrote {len(dataset.rows)} samples to {path}", markup=False)
+    console.print(f"wrote {len(dataset.rows)} samples to {path}", markup=False, soft_wrap=True)

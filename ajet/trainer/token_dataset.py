@@ -146,8 +146,7 @@ def _store_of_run(run_dir: Path) -> Path:
     default = run_dir / DEFAULT_STORE_NAME
     if default.exists():
         return default
-    config = run_dir / "config.yaml"
-    if config.exists():
+    if _is_train_run(run_dir):
         from ajet.trainer.run_files import load_run_config
 
         spec = load_run_config(run_dir).store
@@ -194,13 +193,18 @@ def default_advantage_estimator(source: TrajectorySource) -> str:
     from ajet.core.config import TrainConfig
 
     if isinstance(source, str | Path):
-        # a run directory, or its store file: train runs save their config beside the store
+        # a run directory, or its store file: `ajet train` saves the run's config beside the store
         run_dir = Path(source) if Path(source).is_dir() else Path(source).parent
-        if Path(source).suffix != ".jsonl" and (run_dir / "config.yaml").is_file():
+        if Path(source).suffix != ".jsonl" and _is_train_run(run_dir):
             from ajet.trainer.run_files import load_run_config
 
             return load_run_config(run_dir).train.advantage_estimator
     return str(TrainConfig.model_fields["advantage_estimator"].default)
+
+
+def _is_train_run(directory: Path) -> bool:
+    # what `save_run_config` writes; a config.yaml alone may be the user's own config beside their data
+    return (directory / "config.yaml").is_file() and (directory / "run.json").is_file()
 
 
 # -- building the dataset ---------------------------------------------------------------------------------------
@@ -224,8 +228,8 @@ def build_token_dataset(
     over all of them at once instead of per step. `skip_zero_advantage` leaves out the samples whose advantage
     is 0, as `train.skip_zero_advantage` does in training (they carry no policy gradient).
     """
-    estimator = advantage_estimator or default_advantage_estimator(source)
     pairs = load_episodes(source, run_id=run_id)
+    estimator = advantage_estimator or default_advantage_estimator(source)
     samples, stats = build_samples(pairs)
     advantages, _ = compute_episode_advantages(
         [episode for episode, _ in pairs],
