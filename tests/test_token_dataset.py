@@ -151,7 +151,10 @@ def test_excluded_episodes_are_counted_with_their_reasons(train_run: tuple[Path,
     assert dataset.stats.calls_skipped["episode_excluded"] == 2 * 1 + 2 * 2  # the crashed ones called once
     summary = dataset.summary()
     assert "from 4 of 8 episodes" in summary
-    assert "episodes excluded: 2 no_reward, 2 status:failed" in summary
+    assert (
+        "episodes excluded: 2 no_reward (the workflow returned no reward and no judger gave one), 2 status:failed"
+        in summary
+    )
 
 
 def test_a_debug_jsonl_gives_the_same_rows_as_the_store(
@@ -220,7 +223,10 @@ def test_cli_writes_parquet_and_jsonl_that_read_back(
     runner = CliRunner()
     result = runner.invoke(app, ["tokenize", str(run_dir), "--out", str(tmp_path / "data.parquet")])
     assert result.exit_code == 0, result.output
-    assert "episodes excluded: 2 no_reward, 2 status:failed" in result.output
+    assert (
+        "episodes excluded: 2 no_reward (the workflow returned no reward and no judger gave one), 2 status:failed"
+        in result.output
+    )
     assert f"wrote {len(expected)} samples" in result.output
     assert pq.read_table(tmp_path / "data.parquet").to_pylist() == expected
     result = runner.invoke(app, ["tokenize", str(run_dir), "--out", str(tmp_path / "data.jsonl")])

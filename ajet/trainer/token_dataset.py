@@ -94,8 +94,16 @@ class TokenDataset:
         return "\n".join(lines)
 
 
+# what a reason means, for the reasons a person cannot guess from the name
+_REASONS = {
+    "no_token_ids": "no_token_ids (served by an engine that returns no token ids, e.g. a remote endpoint)",
+    "not_trainable": "not_trainable (an agent whose tag is not trained)",
+    "no_reward": "no_reward (the workflow returned no reward and no judger gave one)",
+}
+
+
 def _counts(counter: Mapping[str, int]) -> str:
-    return ", ".join(f"{count} {reason}" for reason, count in sorted(counter.items()))
+    return ", ".join(f"{count} {_REASONS.get(reason, reason)}" for reason, count in sorted(counter.items()))
 
 
 # -- reading recorded episodes ----------------------------------------------------------------------------------
