@@ -17,3 +17,13 @@ __all__ = [
     "WorkflowTask",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # AgentFly's name for the token-level dataset; loaded on first use, since it needs torch and `import ajet`
+    # must not
+    if name == "tokenize_trajectories":
+        from ajet.trainer.token_dataset import tokenize_trajectories
+
+        return tokenize_trajectories
+    raise AttributeError(f"module 'ajet' has no attribute {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ajet.cli import debug, export, plot, plugins, train
+from ajet.cli.tokenize import tokenize_command
 
 app = typer.Typer(
     name="ajet",
@@ -18,6 +19,7 @@ app.command("plugins")(plugins.plugins_command)
 app.command("train")(train.train_command)
 app.command("export")(export.export_command)
 app.command("plot")(plot.plot_command)
+app.command("tokenize")(tokenize_command)
 
 
 def main() -> None:
