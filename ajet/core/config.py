@@ -312,7 +312,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Aj
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         raise ConfigError(f"{path} is empty; a config needs at least `workflow: workflow.py:MyWorkflow`")
     if not isinstance(data, dict):
@@ -325,7 +325,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Aj
     return parse_config(data, base_dir=path.parent, source=str(path))
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError) -> str:
     """pyyaml's several-line message as one line: where, what, and for tabs, the fix."""
     if not isinstance(exc, yaml.MarkedYAMLError):
         return str(exc).replace("\n", " ")

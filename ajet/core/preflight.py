@@ -9,6 +9,7 @@ instead of a traceback after the model has loaded (or after the first rollouts).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from ajet.core.config import AjetConfig, ConfigError
 from ajet.core.models import ModelNotFoundError, check_model_spec
@@ -42,6 +43,7 @@ def check_run(
             check_task_source(spec, config.base_dir, generators=generators)
         except TaskSourceError as exc:
             raise source_error(split, exc) from None
+    _check_store(config.store)
     if training:
         _check_demonstrations(config)
     if config.engine.kind == "transformers":  # other engines do not load model.path themselves
@@ -131,3 +133,23 @@ def _check_demonstrations(config: AjetConfig) -> None:
             f"train.demonstrations: {path} not found (paths are relative to {config.base_dir}); write the "
             "trajectories with ajet debug --out FILE"
         )
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_store(store: str | None) -> None:
+    """`store:` is 'memory', empty (the default file in the run directory) or a SQLite file path that can be
+    one: not a directory, not some other file."""
+    if store is None or store in ("memory", ":memory:"):
+        return
+    fix = "write a SQLite file path (e.g. runs/my-run/ajet.sqlite), 'memory', or leave it out for the default"
+    if not store.strip():
+        raise ConfigError(f"store: empty; {fix}")
+    path = Path(store).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"store: {path} is a directory; {fix}")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            if handle.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+                raise ConfigError(f"store: {path} exists and is not a SQLite database; {fix}")

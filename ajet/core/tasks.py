@@ -321,7 +321,8 @@ def _hub_hint(path: Path) -> str:
     return (
         f". {written!r} looks like a Hugging Face hub dataset id, but it is not a local file or dataset: ajet "
         "reads local datasets only and never downloads one (that needs network, or the `datasets` cache). "
-        f"Where there is network, save it once: python -c \"import datasets; datasets.load_dataset('{written}').save_to_disk('{local}')\" "
+        'Where there is network, save it once: python -c "import datasets; '
+        f"datasets.load_dataset('{written}').save_to_disk('{local}')\" "
         f"(add the dataset's config name if it needs one), then write {{kind: hf_dataset, path: {local}}}, "
         "or give a local .jsonl/.json/.parquet/.csv file"
     )
