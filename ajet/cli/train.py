@@ -41,11 +41,13 @@ def train_command(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     console = Console()
-    from ajet.trainer.checkpoint import latest_checkpoint
     from ajet.trainer.run_files import load_run_config, save_run_config
 
     try:
         if resume is not None:
+            # Imported here: it imports torch (seconds), and a new run's config mistakes are told without it.
+            from ajet.trainer.checkpoint import latest_checkpoint
+
             config = load_run_config(resume)
             checkpoint = latest_checkpoint(resume)
             if checkpoint is None:
