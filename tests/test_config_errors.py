@@ -219,3 +219,42 @@ def test_mistake_gets_one_clear_line(
         assert fragment in message, f"{fragment!r} missing from the message\n{shown}"
     if "problem(s) in the configuration" not in message:  # validation lists each problem on its own line
         assert message.count("\n") == 1, f"expected one line\n{shown}"
+
+
+RAISING_FLOW = """
+from ajet import Workflow
+
+
+class Flow(Workflow):
+    async def execute(self, workflow_task, tuner):
+        raise ValueError("trainable_targets must name agents, e.g. [werewolf, seer]")
+"""
+
+
+def test_episode_errors_and_task_ids_keep_their_brackets(
+    tmp_path: Path, tiny_model_and_tokenizer: tuple[object, object]
+) -> None:
+    """What `ajet debug` prints from user data (a task id, an episode's error) is shown as written: rich markup
+    would print `[werewolf, seer]` as nothing and `[1]` as an empty cell."""
+    model, tokenizer = tiny_model_and_tokenizer
+    model.save_pretrained(tmp_path / "tiny")  # type: ignore[attr-defined]
+    tokenizer.save_pretrained(tmp_path / "tiny")  # type: ignore[attr-defined]
+    (tmp_path / "flow.py").write_text(RAISING_FLOW, encoding="utf-8")
+    (tmp_path / "t.jsonl").write_text('{"task_id": "[1]", "main_query": "hi"}\n', encoding="utf-8")
+    (tmp_path / "config.yaml").write_text(
+        f"workflow: flow.py:Flow\nmodel: {tmp_path / 'tiny'}\ndata: {{train: t.jsonl}}\nstore: memory\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ajet.cli.main", "debug", "-c", "config.yaml", "-g", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        timeout=300,
+    )
+    shown = f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    assert result.returncode == 0, shown
+    assert "e.g. [werewolf, seer]" in result.stdout, shown  # the episode's error, under the table
+    assert "[1]#0 failed" in result.stdout, shown
+    assert "│ [1]" in result.stdout, shown  # the table's task cell

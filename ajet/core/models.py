@@ -120,7 +120,13 @@ def _classify(spec: str) -> tuple[str, Path | str]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.lower().endswith(".gguf")
+    # A hub id has at most one "/": "runs/my-run/export" is a path that is not there (yet).
+    return (
+        spec.startswith(("/", ".", "~"))
+        or "\\" in spec
+        or spec.count("/") > 1
+        or spec.lower().endswith(".gguf")
+    )
 
 
 def _bundled_smollm2_gguf() -> Path:
