@@ -69,6 +69,15 @@ CASES: dict[str, Case] = {
         env={"HF_HUB_OFFLINE": "1"},
         commands=BOTH,
     ),
+    "hub model id not downloadable": Case(  # passes the check (it may download), then fails the download
+        BASE + "model: {path: some-org/no-such-model}\n",
+        (
+            "model.path",
+            "could not find model 'some-org/no-such-model'",
+            "not a local path",
+            "local model directory",
+        ),
+    ),
     "data file missing (shorthand)": Case(
         "workflow: flow.py:Flow\ndata: {train: missing.jsonl}\n",
         ("data.train.path", "missing.jsonl not found", "relative to"),
