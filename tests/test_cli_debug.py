@@ -95,5 +95,7 @@ def test_debug_set_overrides_reach_the_config(tmp_path: Path) -> None:
     result = ajet("debug", "-c", str(config), "--set", "rollout.group_sise=2")
     assert result.returncode == 2
     assert "rollout.group_sise" in result.stdout and "group_size" in result.stdout
+    # The `workflow: flow.py:Flow` shorthand is expanded before --set reaches inside it: the override is taken,
+    # and the run stops at the next problem, the missing flow.py (tests/test_config_errors.py runs it through).
     result = ajet("debug", "-c", str(config), "--set", "workflow.args.turns=2")
-    assert result.returncode == 2 and "cannot set workflow.args.turns" in result.stdout
+    assert result.returncode == 2 and "cannot set" not in result.stdout and "workflow.path" in result.stdout

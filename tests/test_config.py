@@ -76,3 +76,61 @@ def test_example_config_is_valid() -> None:
     config = load_config(Path(__file__).parents[1] / "examples/math_openai/config.yaml")
     assert config.framework == "openai_sdk"
     assert config.data.train is not None
+
+
+def test_shorthands_expand_to_their_sections() -> None:
+    config = parse_config(
+        {
+            **MINIMAL,
+            "model": "./weights",
+            "judger": "numeric_match",
+            "data": {"train": "train.jsonl", "val": "./saved_dataset"},
+        }
+    )
+    assert config.model.path == "./weights" and config.judger is not None
+    assert config.judger.path == "numeric_match"
+    assert (config.data.train.kind, str(config.data.train.path)) == ("file", "train.jsonl")  # type: ignore[union-attr]
+    assert config.data.val is not None and config.data.val.kind == "hf_dataset"
+    generated = parse_config({**MINIMAL, "data": {"train": "gen.py:make_tasks"}}).data.train
+    assert generated is not None and generated.kind == "generator"
+    # A mapping without `kind` gets the one its keys imply.
+    no_kind = parse_config({**MINIMAL, "data": {"train": {"path": "t.csv", "limit": 3}}}).data.train
+    assert no_kind is not None and (no_kind.kind, no_kind.limit) == ("file", 3)
+
+
+def test_set_reaches_inside_a_shorthand(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "workflow: flow.py:Flow\nmodel: smollm2-135m-instruct\njudger: numeric_match\ndata: {train: t.jsonl}\n"
+    )
+    overrides = {
+        "workflow.args.turns": 2,
+        "model.dtype": "bfloat16",
+        "judger.args.field": "x",
+        "data.train.limit": 5,
+    }
+    config = load_config(path, overrides)
+    assert (config.workflow.path, config.workflow.args) == ("flow.py:Flow", {"turns": 2})
+    assert (config.model.path, config.model.dtype) == ("smollm2-135m-instruct", "bfloat16")
+    assert config.judger is not None and (config.judger.path, config.judger.args) == (
+        "numeric_match",
+        {"field": "x"},
+    )
+    assert config.data.train is not None and config.data.train.limit == 5
+    with pytest.raises(ConfigError, match=r"cannot set name\.x: name is 'ajet-run'"):
+        load_config(path, {"name": "ajet-run", "name.x": 1})  # not a section, and no shorthand of one
+
+
+def test_load_config_explains_file_problems_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(tmp_path / "empty.yaml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    (tmp_path / "tabs.yaml").write_text("workflow: f.py:F\nrollout:\n\tgroup_size: 2\n")
+    with pytest.raises(ConfigError, match=r"line 3 column 1: .*indent with spaces") as err:
+        load_config(tmp_path / "tabs.yaml")
+    assert "\n" not in str(err.value)
+    (tmp_path / "latin1.yaml").write_bytes("workflow: caf\xe9.py:F\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(tmp_path / "latin1.yaml")

@@ -9,17 +9,21 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ajet.cli.errors import fail
 from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
 from ajet.core.loading import load_workflow_factory
-from ajet.core.plugins import PluginError
+from ajet.core.models import ModelNotFoundError
+from ajet.core.plugins import PluginError, PluginRegistry, load_registry
+from ajet.core.preflight import check_run, source_error
 from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import build_runtime
 from ajet.core.store.base import Store
-from ajet.core.tasks import load_tasks
+from ajet.core.tasks import TaskSourceError, load_tasks
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
 
@@ -55,15 +59,18 @@ def debug_command(
             overrides["store"] = store
         config = load_config(config_path, overrides)
         make_workflow = load_workflow_factory(config)
+        registry = load_registry()
+        # Everything the config names is checked before the model loads: a mistake costs no wait.
+        check_run(config, registry, splits=[split] if split in ("train", "val") else [])
         task_list = _load_split(config, split, tasks)
-    except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    try:
-        episodes = asyncio.run(_run(config, make_workflow, task_list, console, out))
     except (ConfigError, PluginError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(console, "configuration error", exc)
+    try:
+        episodes = asyncio.run(_run(config, registry, make_workflow, task_list, console, out))
+    except ModelNotFoundError as exc:  # a hub id that could not be downloaded
+        fail(console, "configuration error", f"model.path: {exc}")
+    except (ConfigError, PluginError) as exc:
+        fail(console, "error", exc)
     if strict and any(e.status != EpisodeStatus.OK for e in episodes):
         raise typer.Exit(1)
 
@@ -76,7 +83,10 @@ def _load_split(config: AjetConfig, split: str, limit: int | None) -> list[Label
         raise ConfigError(
             f"data.{split}: no task source configured; add one, e.g. data: {{{split}: {{path: ...}}}}"
         )
-    task_list = load_tasks(spec, config.base_dir)
+    try:
+        task_list = load_tasks(spec, config.base_dir)
+    except TaskSourceError as exc:  # e.g. a malformed row: the message names the file and line
+        raise source_error(split, exc) from None
     if not task_list:
         raise ConfigError(f"data.{split}: the task source produced no tasks")
     return task_list[:limit] if limit else task_list
@@ -84,13 +94,14 @@ def _load_split(config: AjetConfig, split: str, limit: int | None) -> list[Label
 
 async def _run(
     config: AjetConfig,
+    registry: PluginRegistry,
     make_workflow: Callable[[], Workflow],
     tasks: list[LabeledTask],
     console: Console,
     out: Path | None,
 ) -> list[Episode]:
-    with console.status(f"starting engine '{config.engine.kind}' with model {config.model.path} ..."):
-        runtime = await build_runtime(config)
+    with console.status(escape(f"starting engine '{config.engine.kind}' with model {config.model.path} ...")):
+        runtime = await build_runtime(config, registry)
     try:
         executor = RolloutExecutor(runtime, make_workflow)
         total = len(tasks) * executor.settings.group_size
@@ -120,9 +131,10 @@ async def _run(
         _print_errors(console, episodes)
         if out is not None:
             written = runtime.store.export_jsonl(out, run_id=runtime.run_id)
-            console.print(f"wrote {written} trajectories to {out}")
+            console.print(f"wrote {written} trajectories to {out}", markup=False)
         console.print(
-            f"run {runtime.run_id} recorded in {runtime.config.store or runtime.run_dir / 'ajet.sqlite'}"
+            f"run {runtime.run_id} recorded in {runtime.config.store or runtime.run_dir / 'ajet.sqlite'}",
+            markup=False,
         )
         return episodes
     finally:
@@ -150,7 +162,7 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
         completion_tokens = sum(len(c.completion_ids or []) for c in calls)
         style = STATUS_STYLE.get(episode.status, "")
         table.add_row(
-            episode.task_id,
+            escape(episode.task_id),
             str(episode.repeat_index),
             f"[{style}]{episode.status}[/{style}]",
             "-" if episode.reward is None else f"{episode.reward:.3f}",
@@ -170,9 +182,10 @@ def _print_errors(console: Console, episodes: list[Episode]) -> None:
     failed = [e for e in episodes if e.status != EpisodeStatus.OK]
     for episode in failed[:5]:
         console.print(
-            f"[red]{episode.task_id}#{episode.repeat_index} {episode.status}:[/red] {episode.error}"
+            f"[red]{escape(episode.task_id)}#{episode.repeat_index} {episode.status}:[/red] "
+            f"{escape(str(episode.error))}"
         )
         if episode.traceback:
-            console.print(episode.traceback.rstrip().splitlines()[-1], style="dim")
+            console.print(episode.traceback.rstrip().splitlines()[-1], style="dim", markup=False)
     if len(failed) > 5:
         console.print(f"... and {len(failed) - 5} more; see the store or --out for all errors")

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ajet.cli.errors import fail
+
 
 def export_command(
     run_dir: Path = typer.Argument(..., help="a run directory with checkpoints"),
@@ -20,6 +22,5 @@ def export_command(
         with console.status("exporting ..."):
             path = export_run(run_dir, out)
     except ExportError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    console.print(f"wrote {path}")
+        fail(console, "error", exc)
+    console.print(f"wrote {path}", markup=False)

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from ajet.core.config import ConfigError
+from ajet.core.config import ConfigError, yaml_problem
 
 SET_HELP = "override a config field, e.g. --set train.steps=2 --set rollout.group_size=4 (value read as YAML)"
 
@@ -22,5 +22,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         try:
             overrides[key] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {pair!r}: the value is not valid YAML: {exc}") from None
+            raise ConfigError(
+                f"--set {pair!r}: the value is not valid YAML ({yaml_problem(exc)}); quote it as text, e.g. "
+                f"--set '{key}=\"...\"'"
+            ) from None
     return overrides

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ajet.cli.errors import fail
 from ajet.cli.svg_chart import line_chart
 
 DEFAULT_METRICS = ["rollout/reward_mean", "val/success_rate"]
@@ -54,28 +55,25 @@ def plot_command(
     try:
         rows = read_metrics(run_dir)
     except (FileNotFoundError, json.JSONDecodeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(console, "error", exc)
     metrics = metric or DEFAULT_METRICS
     series = {name: series_of(rows, name) for name in metrics}
     missing = [name for name, values in series.items() if not values]
     if len(missing) == len(series):
         known = sorted({k for row in rows for k in row if k not in ("step", "time")})
-        console.print(
-            f"[red]error:[/red] no values for {', '.join(missing)}; metrics in this run: {', '.join(known)}"
-        )
-        raise typer.Exit(2)
+        fail(console, "error", f"no values for {', '.join(missing)}; metrics in this run: {', '.join(known)}")
     for name, values in series.items():
         if not values:
-            console.print(f"{name}: (no values)")
+            console.print(f"{name}: (no values)", markup=False)
             continue
         ys = [y for _, y in values]
         console.print(
             f"{name:<28} {sparkline(ys)}  first {ys[0]:.3g}  last {ys[-1]:.3g}  "
             f"min {min(ys):.3g}  max {max(ys):.3g}  ({len(ys)} points)",
             soft_wrap=True,
+            markup=False,
         )
     if out is not None:
         present = {name: values for name, values in series.items() if values}
         out.write_text(line_chart(title or run_dir.name, present), encoding="utf-8")
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", markup=False)

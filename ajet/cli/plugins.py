@@ -7,8 +7,10 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ajet.cli.errors import fail
 from ajet.core.plugins import PluginError, load_registry
 
 
@@ -22,8 +24,7 @@ def plugins_command(
             warnings.simplefilter("ignore")
             registry = load_registry()
     except PluginError as exc:
-        console.print(f"[red]plugin error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(console, "plugin error", exc)
     adapters = []
     for name, registered in sorted(registry.adapters.items()):
         adapter = registered.value
@@ -57,11 +58,14 @@ def plugins_command(
     for column in ("adapter", "tuner methods", "from package", "framework installed"):
         table.add_column(column)
     for row in adapters:
-        installed = "[green]yes[/green]" if row["installed"] else f"[yellow]no[/yellow]: {row['install']}"
+        installed = (
+            "[green]yes[/green]" if row["installed"] else f"[yellow]no[/yellow]: {escape(row['install'])}"
+        )
         package = f"{row['package']} {row['version']}" if row["package"] else "(registered directly)"
-        table.add_row(row["name"], ", ".join(f"{m}()" for m in row["methods"]), package, installed)
+        methods = ", ".join(f"{m}()" for m in row["methods"])
+        table.add_row(escape(row["name"]), escape(methods), escape(package), installed)
     console.print(table)
     for title, names in others.items():
-        console.print(f"[bold]{title.replace('_', ' ')}:[/bold] {', '.join(names) or '(none)'}")
+        console.print(f"[bold]{title.replace('_', ' ')}:[/bold] {escape(', '.join(names)) or '(none)'}")
     for failure in registry.load_failures:
-        console.print(f"[red]failed to load:[/red] {failure.describe()}", soft_wrap=True)
+        console.print(f"[red]failed to load:[/red] {escape(failure.describe())}", soft_wrap=True)

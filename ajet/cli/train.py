@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from ajet.cli.errors import fail
 from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
 from ajet.core.loading import load_workflow_factory
-from ajet.core.plugins import PluginError
+from ajet.core.models import ModelNotFoundError
+from ajet.core.plugins import PluginError, PluginRegistry, load_registry
+from ajet.core.preflight import check_run
 from ajet.core.runtime import build_runtime
 from ajet.core.tasks import TaskSourceError
 from ajet.core.workflow import Workflow
@@ -37,15 +41,17 @@ def train_command(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     console = Console()
-    from ajet.trainer.checkpoint import latest_checkpoint
     from ajet.trainer.run_files import load_run_config, save_run_config
 
     try:
         if resume is not None:
+            # Imported here: it imports torch (seconds), and a new run's config mistakes are told without it.
+            from ajet.trainer.checkpoint import latest_checkpoint
+
             config = load_run_config(resume)
             checkpoint = latest_checkpoint(resume)
             if checkpoint is None:
-                console.print(f"no checkpoint in {resume} yet: starting that run from step 0")
+                console.print(f"no checkpoint in {resume} yet: starting that run from step 0", markup=False)
         elif config_path is not None:
             overrides = parse_overrides(set_fields)
             if run_dir is not None:
@@ -59,35 +65,39 @@ def train_command(
         if steps is not None:
             config.train.steps = steps
         make_workflow = load_workflow_factory(config)
+        registry = load_registry()
+        # Everything the config names is checked before the model loads: a mistake costs no wait.
+        check_run(config, registry, training=True)
         save_run_config(config.resolved_run_dir(), config)
-    except (ConfigError, FileNotFoundError, TaskSourceError) as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    except (ConfigError, PluginError, FileNotFoundError, TaskSourceError) as exc:
+        fail(console, "configuration error", exc)
     try:
-        asyncio.run(_train(config, make_workflow, checkpoint, console))
+        asyncio.run(_train(config, registry, make_workflow, checkpoint, console))
+    except ModelNotFoundError as exc:  # a hub id that could not be downloaded
+        fail(console, "configuration error", f"model.path: {exc}")
     except (ConfigError, PluginError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(console, "error", exc)
 
 
 async def _train(
     config: AjetConfig,
+    registry: PluginRegistry,
     make_workflow: Callable[[], Workflow],
     checkpoint: Checkpoint | None,
     console: Console,
 ) -> None:
     from ajet.trainer.loop import Trainer
 
-    with console.status(f"loading {config.model.path} ..."):
-        runtime = await build_runtime(config)
+    with console.status(escape(f"loading {config.model.path} ...")):
+        runtime = await build_runtime(config, registry)
     try:
         trainer = Trainer(config, runtime, make_workflow, resume=checkpoint, console=console)
         if checkpoint is not None:
-            console.print(f"resuming {runtime.run_dir} from step {checkpoint.step}")
+            console.print(f"resuming {runtime.run_dir} from step {checkpoint.step}", markup=False)
         result = await trainer.run()
     finally:
         await runtime.close()
     for row in result.validation:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "step")
-        console.print(f"validation at step {int(row['step'])}: {shown}")
-    console.print(f"done: step {result.final_step}; run directory {runtime.run_dir}")
+        console.print(f"validation at step {int(row['step'])}: {shown}", markup=False)
+    console.print(f"done: step {result.final_step}; run directory {runtime.run_dir}", markup=False)

@@ -7,6 +7,7 @@ name the field (`rollout.group_size`), say what was wrong, and say what to write
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,12 +22,27 @@ from pydantic import (
     model_validator,
 )
 
-from ajet.core.tasks import TaskSourceSpec
+from ajet.core.tasks import TaskSourceSpec, expand_source_shorthand
 from ajet.core.types import SamplingParams
 
 
 class ConfigError(ValueError):
     """A configuration problem, with a message meant for the person who wrote the YAML."""
+
+
+def _path_shorthand(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) else value
+
+
+# Sections a user may write as one string (`workflow: flow.py:Flow`, `data.train: train.jsonl`): the validators
+# expand them, and so does `--set workflow.args.x=1` before it sets a key inside one.
+_SHORTHANDS: dict[tuple[str, ...], Callable[[Any], Any]] = {
+    ("workflow",): _path_shorthand,
+    ("model",): _path_shorthand,
+    ("judger",): _path_shorthand,
+    ("data", "train"): expand_source_shorthand,
+    ("data", "val"): expand_source_shorthand,
+}
 
 
 class _Section(BaseModel):
@@ -116,9 +132,20 @@ class GatewayConfig(_Section):
     )
 
 
+_SOURCE_FORMS = (
+    "a data file (train.jsonl), a local dataset directory, 'gen.py:make_tasks', or a mapping such as "
+    "{kind: file, path: train.jsonl} (kinds: file, hf_dataset, generator)"
+)
+
+
 class DataConfig(_Section):
-    train: TaskSourceSpec | None = Field(None, description="where training tasks come from (kind: file, ...)")
-    val: TaskSourceSpec | None = Field(None, description="held-out tasks for validation")
+    train: TaskSourceSpec | None = Field(None, description=f"where training tasks come from: {_SOURCE_FORMS}")
+    val: TaskSourceSpec | None = Field(None, description=f"held-out tasks for validation: {_SOURCE_FORMS}")
+
+    @field_validator("train", "val", mode="before")
+    @classmethod
+    def _source_shorthand(cls, value: Any) -> Any:
+        return expand_source_shorthand(value)
 
 
 class LoraConfig(_Section):
@@ -214,7 +241,8 @@ class AjetConfig(_Section):
         None, description="scores episodes whose workflow returns reward=None"
     )
     trainable_targets: list[str] | None = Field(
-        None, description="override the workflow's trainable_targets, e.g. [werewolf]"
+        None,
+        description="the agent tags to train, overriding the workflow's trainable_targets, e.g. [werewolf]",
     )
     run_dir: str | None = Field(None, description="where the store and outputs go; default runs/<name>")
     store: str | None = Field(
@@ -224,10 +252,10 @@ class AjetConfig(_Section):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
-    @field_validator("judger", mode="before")
+    @field_validator("judger", "model", mode="before")
     @classmethod
-    def _judger_shorthand(cls, value: Any) -> Any:
-        return {"path": value} if isinstance(value, str) else value
+    def _path_shorthands(cls, value: Any) -> Any:
+        return _path_shorthand(value)
 
     @field_validator("trainable_targets")
     @classmethod
@@ -241,7 +269,7 @@ class AjetConfig(_Section):
     @field_validator("workflow", mode="before")
     @classmethod
     def _workflow_shorthand(cls, value: Any) -> Any:
-        return {"path": value} if isinstance(value, str) else value
+        return _path_shorthand(value)
 
     @property
     def base_dir(self) -> Path:
@@ -267,26 +295,61 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None, source: 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AjetConfig:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a directory; give the config file in it, e.g. -c {path / 'config.yaml'}"
+        )
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path} (relative to the working directory {Path.cwd()})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); save the config as UTF-8 YAML"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty; a config needs at least `workflow: workflow.py:MyWorkflow`")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of settings at the top level (`workflow: ...`, `model: ...`), got "
+            f"{type(data).__name__}"
+        )
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return parse_config(data, base_dir=path.parent, source=str(path))
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """pyyaml's several-line message as one line: where, what, and for tabs, the fix."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).replace("\n", " ")
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    context = f" ({exc.context})" if exc.context else ""
+    hint = "; indent with spaces, YAML does not allow tabs" if "\\t" in (exc.problem or "") else ""
+    return f"{where}{exc.problem}{context}{hint}"
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
+    if not all(key.strip() for key in keys):
+        raise ConfigError(f"--set {dotted}: empty field name; write it as section.key, e.g. train.steps")
     for depth, key in enumerate(keys[:-1]):
+        where = tuple(keys[: depth + 1])
         child = data.setdefault(key, {})
+        if where in _SHORTHANDS and not isinstance(child, dict):
+            # `workflow: flow.py:Flow` with `--set workflow.args.x=1`: expand the shorthand, then set inside it.
+            child = data[key] = _SHORTHANDS[where](child)
         if not isinstance(child, dict):
-            where = ".".join(keys[: depth + 1])
             raise ConfigError(
-                f"cannot set {dotted}: {where} is {child!r}, not a section. Write it as a mapping in the config "
-                f"(e.g. `workflow: {{path: ..., args: {{...}}}}`) or set {where} as a whole"
+                f"cannot set {dotted}: {'.'.join(where)} is {child!r}, not a section. Write it as a mapping in "
+                f"the config (e.g. `workflow: {{path: ..., args: {{...}}}}`) or set {'.'.join(where)} as a whole"
             )
         data = child
     data[keys[-1]] = value

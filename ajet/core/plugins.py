@@ -6,6 +6,7 @@ registry = collect_registry(pm)     # adapters, engines, tool parsers, task gene
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import warnings
 from collections.abc import Callable, Iterable
@@ -22,6 +23,12 @@ ENTRY_POINT_GROUP = "ajet"
 
 class PluginError(RuntimeError):
     pass
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`" (did you mean 'langchain'?)"` for a misspelled name, or "" when nothing is close."""
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,9 @@ class PluginRegistry:
             found = ", ".join(sorted(self.adapters)) or "none"
             failed = "".join(f"\n  {failure.describe()}" for failure in self.load_failures)
             raise PluginError(
-                f"no adapter named {name!r}; adapters found: {found}. A third-party framework needs its plugin "
-                "package installed (it registers itself through the 'ajet' entry-point group)."
-                + (f"\nPlugins that failed to load:{failed}" if failed else "")
+                f"no adapter named {name!r}{did_you_mean(name, self.adapters)}; adapters found: {found}. A "
+                "third-party framework needs its plugin package installed (it registers itself through the "
+                "'ajet' entry-point group)." + (f"\nPlugins that failed to load:{failed}" if failed else "")
             ) from None
 
     def adapter_for_method(self, method: str) -> Adapter | None:
@@ -108,7 +115,9 @@ class PluginRegistry:
             return table[name]
         except KeyError:
             found = ", ".join(sorted(table)) or "none"
-            raise PluginError(f"unknown {what} {name!r} in {field_name}; write one of: {found}") from None
+            raise PluginError(
+                f"{field_name}: unknown {what} {name!r}{did_you_mean(name, table)}; write one of: {found}"
+            ) from None
 
 
 def make_plugin_manager(*, load_entrypoints: bool = True, plugins: Iterable[Any] = ()) -> AjetPluginManager:

@@ -36,7 +36,52 @@ Row = tuple[str, Mapping[str, Any]]  # (where the row came from, for error messa
 
 
 class TaskSourceError(ValueError):
-    """Task data that cannot become tasks; the message names the file, line or row, and the fix."""
+    """Task data that cannot become tasks; the message names the file, line or row, and the fix.
+
+    `field` is the spec's setting at fault (`path`, `function`, `kwargs`) when there is one, so the caller can
+    name it in full: `data.train.path: ...`."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TaskDataNotFoundError(TaskSourceError, FileNotFoundError):
+    """A data file or dataset directory that is not there (still a FileNotFoundError, as it always was)."""
+
+
+class MissingPackageError(TaskSourceError, ImportError):
+    """Reading this data needs a package that is not installed; the message says what to pip install."""
+
+
+# A hub dataset id ("openai/gsm8k"): what a user copies from a model card and ajet cannot fetch.
+_HUB_DATASET_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
+# A bare string in `data.train:` names a file with one of these extensions; anything else, a dataset.
+_TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
+
+
+def expand_source_shorthand(value: Any) -> Any:
+    """What a user writes for a task source, as the full spec: `train.jsonl` -> `{kind: file, path: ...}`,
+    `./saved_dataset` -> `{kind: hf_dataset, path: ...}`, `gen.py:make_tasks` -> `{kind: generator, ...}`;
+    a mapping without `kind` gets the one its keys imply (`function` -> generator, a table file -> file,
+    else hf_dataset). Anything else is returned as it is, for validation to explain."""
+    if isinstance(value, str):
+        value = {"function": value} if _is_reference(value) else {"path": value}
+    if not isinstance(value, Mapping) or "kind" in value:
+        return value
+    if "function" in value:
+        return {"kind": "generator", **value}
+    path = value.get("path")
+    if isinstance(path, str | Path):
+        table = Path(path).suffix.lower() in _TABLE_SUFFIXES and "split" not in value
+        return {"kind": "file" if table else "hf_dataset", **value}
+    return value
+
+
+def _is_reference(text: str) -> bool:
+    module, colon, attr = text.rpartition(":")
+    # "C:\\data\\x.jsonl" has a colon too; a reference's right side is a Python name.
+    return bool(colon and module and attr.replace(".", "_").isidentifier() and len(module) > 1)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -88,16 +133,27 @@ class FileTasks(_TableSource):
         "auto", description="file format; 'auto' goes by the extension (.jsonl .json .parquet .csv)"
     )
 
-    def load(self, base_dir: Path | None = None) -> list[LabeledTask]:
+    def check(self, base_dir: Path | None = None) -> Path:
+        """The data file's path; raises now (before any model loads) if it is missing, a directory, of an
+        unknown format, or needs a package that is not installed."""
         path = resolve_path(self.path, base_dir)
         if not path.exists():
-            raise FileNotFoundError(
+            raise TaskDataNotFoundError(
                 f"task file {path} not found (data path {str(self.path)!r}{_relative_to(base_dir)})"
+                + _hub_hint(self.path),
+                field="path",
             )
         if path.is_dir():
             raise TaskSourceError(
-                f"{path} is a directory; for a saved `datasets` dataset use kind: hf_dataset"
+                f"{path} is a directory; for a saved `datasets` dataset use kind: hf_dataset", field="path"
             )
+        fmt = self.format if self.format != "auto" else _format_from_suffix(path)
+        if fmt == "parquet":
+            _require("pyarrow", "reading Parquet")
+        return path
+
+    def load(self, base_dir: Path | None = None) -> list[LabeledTask]:
+        path = self.check(base_dir)
         fmt = self.format if self.format != "auto" else _format_from_suffix(path)
         readers: dict[str, Callable[[Path], tuple[list[Row], list[str]]]] = {
             "jsonl": _read_jsonl,
@@ -117,13 +173,27 @@ class HFDatasetTasks(_TableSource):
     path: Path = Field(description="a local dataset directory or data file, relative to the config file")
     split: str = Field("train", description="which split of a dataset with splits, e.g. train or test")
 
-    def load(self, base_dir: Path | None = None) -> list[LabeledTask]:
+    def check(self, base_dir: Path | None = None) -> Path:
+        """The dataset's path; raises now if it is missing, not something `datasets` reads, or `datasets` is
+        not installed."""
         path = resolve_path(self.path, base_dir)
         if not path.exists():
-            raise FileNotFoundError(
-                f"dataset {path} not found (data path {str(self.path)!r}{_relative_to(base_dir)}); "
-                "hf_dataset reads local datasets only: save one with dataset.save_to_disk(path) first"
+            hint = _hub_hint(self.path) or (
+                "; hf_dataset reads local datasets only: save one with dataset.save_to_disk(path) first"
             )
+            raise TaskDataNotFoundError(
+                f"dataset {path} not found (data path {str(self.path)!r}{_relative_to(base_dir)}){hint}",
+                field="path",
+            )
+        if path.is_file() and path.suffix.lower() not in _DATASET_BUILDERS:
+            raise TaskSourceError(
+                f"{path}: not a dataset directory nor a .csv/.json/.jsonl/.parquet/.txt file", field="path"
+            )
+        _require("datasets", "kind: hf_dataset")
+        return path
+
+    def load(self, base_dir: Path | None = None) -> list[LabeledTask]:
+        path = self.check(base_dir)
         dataset = _load_local_dataset(path, self.split)
         source = f"{path} [{self.split}]"
         rows = [(f"{source} row {i}", row) for i, row in enumerate(dataset.to_list())]
@@ -143,20 +213,28 @@ class GeneratorTasks(_Spec):
         None, ge=1, description="take at most this many tasks (stops an endless generator)"
     )
 
-    def load(
+    def check(
         self, base_dir: Path | None = None, generators: Mapping[str, Callable[..., Any]] | None = None
-    ) -> list[LabeledTask]:
+    ) -> Callable[..., Any]:
+        """The generator function, with `kwargs` checked against its signature; raises now if it cannot be
+        found or called so. Imports the function's module (once: later imports reuse it)."""
         fn = self._function(base_dir, generators)
         if not callable(fn):
-            raise TaskSourceError(f"generator {self.function!r} is {fn!r}, not a function")
+            raise TaskSourceError(f"generator {self.function!r} is {fn!r}, not a function", field="function")
         try:
             inspect.signature(fn).bind(**self.kwargs)
         except TypeError as exc:
             raise TaskSourceError(
-                f"generator {self.function!r}: kwargs do not fit {_signature(fn)}: {exc}"
+                f"generator {self.function!r}: kwargs do not fit {_signature(fn)}: {exc}", field="kwargs"
             ) from None
         except ValueError:  # some builtins have no signature; let the call itself complain
             pass
+        return fn
+
+    def load(
+        self, base_dir: Path | None = None, generators: Mapping[str, Callable[..., Any]] | None = None
+    ) -> list[LabeledTask]:
+        fn = self.check(base_dir, generators)
         produced = fn(**self.kwargs)
         if inspect.iscoroutine(produced) or inspect.isasyncgen(produced):
             if inspect.iscoroutine(produced):
@@ -176,16 +254,22 @@ class GeneratorTasks(_Spec):
 
     def _function(self, base_dir: Path | None, generators: Mapping[str, Callable[..., Any]] | None) -> Any:
         if ":" in self.function:
-            return import_object(self.function, base_dir)
+            try:
+                return import_object(self.function, base_dir)
+            except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:
+                raise TaskSourceError(str(exc), field="function") from exc
         if generators is None:
             from ajet.core.plugins import load_registry  # only a plugin-registered name needs plugins loaded
 
             generators = {name: r.value for name, r in load_registry().task_sources.items()}
         if self.function not in generators:
             known = ", ".join(sorted(generators)) or "none"
+            close = difflib.get_close_matches(self.function, list(generators), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TaskSourceError(
                 f"generator function {self.function!r} is not a reference ('package.module:fn' or "
-                f"'path/to/file.py:fn') nor a registered task generator (registered: {known})"
+                f"'path/to/file.py:fn') nor a registered task generator (registered: {known}){hint}",
+                field="function",
             )
         return generators[self.function]
 
@@ -211,6 +295,42 @@ def load_tasks(
     if isinstance(spec, GeneratorTasks):
         return spec.load(base_dir, generators)
     return spec.load(base_dir)
+
+
+def check_task_source(
+    spec: TaskSource,
+    base_dir: Path | None = None,
+    *,
+    generators: Mapping[str, Callable[..., Any]] | None = None,
+) -> None:
+    """Raise TaskSourceError now if `load_tasks(spec)` certainly fails for a reason in the config (a missing
+    file or dataset, an unknown format, a generator that is not there or does not take its kwargs), without
+    reading the data: cheap enough to run before the model loads."""
+    if isinstance(spec, GeneratorTasks):
+        spec.check(base_dir, generators)
+    else:
+        spec.check(base_dir)
+
+
+def _hub_hint(path: Path) -> str:
+    """For a data path that is really a hub dataset id: why it is not found and what to write instead."""
+    written = path.as_posix()
+    if not _HUB_DATASET_ID.match(written) or path.suffix.lower() in _TABLE_SUFFIXES:
+        return ""
+    local = path.name.replace(".", "_")
+    return (
+        f". {written!r} looks like a Hugging Face hub dataset id, but it is not a local file or dataset: ajet "
+        "reads local datasets only and never downloads one (that needs network, or the `datasets` cache). "
+        'Where there is network, save it once: python -c "import datasets; '
+        f"datasets.load_dataset('{written}').save_to_disk('{local}')\" "
+        f"(add the dataset's config name if it needs one), then write {{kind: hf_dataset, path: {local}}}, "
+        "or give a local .jsonl/.json/.parquet/.csv file"
+    )
+
+
+def _require(module: str, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise MissingPackageError(f"{what} needs the `{module}` package: pip install 'ajet[data]'")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -388,10 +508,9 @@ def _read_json(path: Path) -> tuple[list[Row], list[str]]:
 
 
 def _read_parquet(path: Path) -> tuple[list[Row], list[str]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ImportError("reading Parquet needs pyarrow: pip install 'ajet[data]'") from None
+    _require("pyarrow", "reading Parquet")
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
@@ -412,23 +531,35 @@ def _read_csv(path: Path) -> tuple[list[Row], list[str]]:
     return rows, columns
 
 
+_DATASET_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
 def _load_local_dataset(path: Path, split: str) -> Any:
+    _require("datasets", "kind: hf_dataset")
+    import datasets
+
     try:
-        import datasets
-    except ImportError:
-        raise ImportError("kind: hf_dataset needs the `datasets` package: pip install 'ajet[data]'") from None
-    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        loaded = datasets.load_from_disk(str(path))
-    elif path.is_dir():
-        loaded = datasets.load_dataset(str(path))
-    else:
-        builders = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
-        builder = builders.get(path.suffix.lower())
-        if builder is None:
-            raise TaskSourceError(
-                f"{path}: not a dataset directory nor a .csv/.json/.jsonl/.parquet/.txt file"
-            )
-        loaded = datasets.load_dataset(builder, data_files=str(path))
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            loaded = datasets.load_from_disk(str(path))
+        elif path.is_dir():
+            loaded = datasets.load_dataset(str(path))
+        else:
+            builder = _DATASET_BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise TaskSourceError(
+                    f"{path}: not a dataset directory nor a .csv/.json/.jsonl/.parquet/.txt file",
+                    field="path",
+                )
+            loaded = datasets.load_dataset(builder, data_files=str(path))
+    except TaskSourceError:
+        raise
+    except Exception as exc:  # `datasets` raises many types for a directory or file it cannot read
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise TaskSourceError(
+            f"{path}: `datasets` cannot read it ({type(exc).__name__}: {first}); give a save_to_disk "
+            "directory, a directory of data files, or one .csv/.json/.jsonl/.parquet file",
+            field="path",
+        ) from exc
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise TaskSourceError(
