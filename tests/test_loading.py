@@ -73,7 +73,9 @@ def test_debug_prints_the_empty_targets_error_as_one_line(tmp_path: Path) -> Non
     result = run_ajet("debug", "-c", str(config), "--store", "memory", timeout=120)
     assert result.returncode == 2, explain(result)
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"workflow Flow: {EMPTY_TARGETS_MESSAGE}" in result.stdout.splitlines(), explain(result)
+    assert f"configuration error: workflow Flow: {EMPTY_TARGETS_MESSAGE}" in result.stdout.splitlines(), (
+        explain(result)
+    )
 
 
 # -- `workflow: entry.py` without a class name ---------------------------------------------------------------

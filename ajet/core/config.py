@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from ajet.core.targets import check_targets_not_empty
 from ajet.core.tasks import TaskSourceSpec, expand_source_shorthand
 from ajet.core.types import SamplingParams
 
@@ -260,11 +261,7 @@ class AjetConfig(_Section):
     @field_validator("trainable_targets")
     @classmethod
     def _targets_not_empty(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError(
-                "[] would train nothing; leave it out to train every agent, or list tags to train"
-            )
-        return value
+        return check_targets_not_empty(value)
 
     @field_validator("workflow", mode="before")
     @classmethod
