@@ -81,6 +81,11 @@ async def build_runtime(
     engine: InferenceEngine | None = None,
 ) -> Runtime:
     registry = registry or load_registry()
+    # The CLI runs the whole preflight before loading anything; library callers get at least the framework
+    # check here, so a misspelled `framework:` fails now with "did you mean", not inside the first episode.
+    from ajet.core.preflight import check_framework  # preflight imports this module
+
+    check_framework(config.framework, registry)
     judge = load_judge(config, registry)
     run_dir = config.resolved_run_dir()
     store = store or open_store(config.store, run_dir)
