@@ -220,8 +220,9 @@ class Gateway:
                 known = self.keys.known_completions(binding.episode_id)
             try:
                 result = await _unless_client_leaves(request, backend.complete(chat, known_completions=known))
-            except _ClientLeft:
-                # Not recorded (no completion came back, nothing to train on) but counted on the episode.
+            except (_ClientLeft, asyncio.CancelledError) as exc:
+                # Over HTTP the client closed the connection; in process its caller was cancelled (an episode
+                # timeout). Not recorded (no completion came back, nothing to train on), but counted.
                 self.keys.count_cancelled(binding.episode_id)
                 logger.info(
                     "gateway: the client of episode %s (%s) left after %.1f s; its request was cancelled",
@@ -229,6 +230,8 @@ class Gateway:
                     binding.agent_name,
                     time.perf_counter() - started,
                 )
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return _error(GatewayError(400, "the client disconnected", code="client_disconnected"))
             self._record(binding, raw, result, time.perf_counter() - started)
             return self._respond(chat, result, self.model_name if backend is self.backend else result.model)
