@@ -118,6 +118,30 @@ async def test_revoked_key_is_401_and_records_nothing(gateway: Gateway, http: ht
             "messages.0",
         ),
         (json.dumps({**HI, "temperature": "hot"}).encode(), 400, "temperature", "temperature"),
+        # Strict types, as OpenAI's: a number or flag sent as a string is a client bug, not a value to guess.
+        (
+            json.dumps({**HI, "max_tokens": "10"}).encode(),
+            400,
+            "max_tokens: Input should be a valid integer",
+            None,
+        ),
+        (
+            json.dumps({**HI, "stream": "no"}).encode(),
+            400,
+            "stream: Input should be a valid boolean",
+            "stream",
+        ),
+        (json.dumps({**HI, "seed": 2**64}).encode(), 400, "seed: Input should be less than", "seed"),
+        (b"", 400, "request body is empty", None),
+        (b"\xed\xa0\x80", 400, "not valid UTF-8", None),  # a UTF-8-encoded surrogate
+        (
+            b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+            400,
+            "lone UTF-16 surrogate (\\ud800)",
+            None,
+        ),
+        (b'{"messages": ' + b"[" * 100 + b"]" * 100 + b"}", 400, "more than 64 levels deep", None),
+        (b'{"messages": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400, "more than 64 levels deep", None),
     ],
 )
 async def test_malformed_requests_are_400(

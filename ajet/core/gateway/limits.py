@@ -51,31 +51,36 @@ def completion_room(prompt_tokens: int, request: ChatCompletionRequest, context:
 def check_body(raw: Any, *, may_hold_surrogates: bool) -> None:
     """Refuse JSON nested deeper than `MAX_NESTING`, and (when the body has a `\\uD8xx`-`\\uDFxx` escape, the
     only way one gets in) strings with lone surrogates. Iterative, so no depth can overflow the stack."""
+    if not isinstance(raw, dict | list):
+        return
+    # Only containers are pushed: most nodes are strings, and skipping them keeps this cheaper than parsing.
     stack: list[tuple[Any, int]] = [(raw, 1)]
+    strings: list[str] = []
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-            if may_hold_surrogates:
-                stack.extend((key, depth) for key in value)
-        elif isinstance(value, list):
-            children = value
-        else:
-            if may_hold_surrogates and isinstance(value, str) and not _encodable(value):
-                raise GatewayError(
-                    400,
-                    f"request body has a string with a lone UTF-16 surrogate ({_surrogate(value)}): send text "
-                    "as valid Unicode (pairs of \\uD800-\\uDFFF escapes only together)",
-                    code="invalid_json",
-                )
-            continue
         if depth > MAX_NESTING:
             raise GatewayError(
                 400,
                 f"request body nests JSON more than {MAX_NESTING} levels deep; no chat request needs that",
                 code="invalid_json",
             )
-        stack.extend((child, depth + 1) for child in children)
+        if isinstance(value, dict):
+            if may_hold_surrogates:
+                strings.extend(value)
+            value = value.values()
+        for child in value:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+            elif may_hold_surrogates and isinstance(child, str):
+                strings.append(child)
+    for text in strings:
+        if not _encodable(text):
+            raise GatewayError(
+                400,
+                f"request body has a string with a lone UTF-16 surrogate ({_surrogate(text)}): send text as "
+                "valid Unicode (\\uD800-\\uDFFF escapes only as pairs)",
+                code="invalid_json",
+            )
 
 
 def _encodable(text: str) -> bool:
