@@ -456,9 +456,15 @@ async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) 
 
 
 async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        # Nothing else should arrive once the body is read; do not spin if a server sends empty chunks.
-        await asyncio.sleep(0.05)
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            # Nothing else should arrive once the body is read; do not spin if a server sends empty chunks.
+            await asyncio.sleep(0.05)
+    except Exception:  # a server whose receive() fails cannot tell us about a disconnect: never fire
+        logger.debug(
+            "gateway: receive() failed; the request cannot be cancelled on disconnect", exc_info=True
+        )
+        await asyncio.Event().wait()
 
 
 def _may_hold_surrogates(text: str) -> bool:
