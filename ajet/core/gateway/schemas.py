@@ -214,6 +214,9 @@ _INT64 = 2**63
 class ChatCompletionRequest(_Lenient):
     """`POST /v1/chat/completions`. Only `messages` is required (`model` is ignored: one model is served)."""
 
+    # The gateway sets it when max_tokens is filled in from the episode's sampling defaults (see limits.py).
+    _max_tokens_is_default: bool = PrivateAttr(False)
+
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
     tools: list[FunctionTool] | None = None
@@ -231,8 +234,6 @@ class ChatCompletionRequest(_Lenient):
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
     n: StrictInt = 1
     response_format: dict[str, Any] | None = None  # accepted; the engine has no constrained decoding
-    # The gateway sets it when max_tokens is filled in from the episode's sampling defaults (see limits.py).
-    _max_tokens_is_default: bool = PrivateAttr(False)
 
     @field_validator("n")
     @classmethod
