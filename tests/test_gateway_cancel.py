@@ -81,8 +81,11 @@ async def assert_dropped_and_consistent(
 
 
 async def running_row(engine: TransformersEngine) -> Any:
-    await wait_until(lambda: engine.active_requests == 1, 10.0, "the request decoding")
-    await asyncio.sleep(0.2)  # a few decode steps in
+    def decoding() -> bool:
+        rows = engine._batch.rows
+        return engine.active_requests == 1 and len(rows) == 1 and len(rows[0].ids) > 2
+
+    await wait_until(decoding, 10.0, "the request decoding")
     (row,) = engine._batch.rows
     return row
 
@@ -111,7 +114,7 @@ async def test_an_sdk_timeout_cancels_a_streaming_request(
     gateway: Gateway, engine: TransformersEngine
 ) -> None:
     episode_id, key = new_key(gateway)
-    client = openai.AsyncOpenAI(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=1.0)
+    client = openai.AsyncOpenAI(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=2.0)
     started = asyncio.get_running_loop().create_task(running_row(engine))
     with pytest.raises(openai.APITimeoutError):
         stream = await client.chat.completions.create(model="m", stream=True, **LONG)  # type: ignore[call-overload]
