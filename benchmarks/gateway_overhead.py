@@ -154,13 +154,22 @@ class Bench:
 
         async def call() -> None:
             messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+            answered = asyncio.Event()
 
             async def receive() -> dict[str, Any]:
-                return next(messages, {"type": "http.disconnect"})
+                message = next(messages, None)
+                if message is not None:
+                    return message
+                # As a server does: "disconnect" only once the client is gone, here after the answer (the
+                # gateway cancels a request whose client disconnects while it generates).
+                await answered.wait()
+                return {"type": "http.disconnect"}
 
             async def send(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start" and message["status"] != 200:
                     raise RuntimeError(f"gateway answered {message['status']}")
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    answered.set()
 
             await self.gateway.app(dict(scope), receive, send)
 

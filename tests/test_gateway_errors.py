@@ -107,7 +107,7 @@ async def test_revoked_key_is_401_and_records_nothing(gateway: Gateway, http: ht
     ("body", "status", "fragment", "param"),
     [
         (b'{"messages": [', 400, "not valid JSON", None),
-        (b"\xff\xfe", 400, "not valid JSON", None),
+        (b"\xff\xfe", 400, "not valid UTF-8", None),
         (b"[1, 2]", 400, "must be a JSON object", None),
         (json.dumps({"model": "m"}).encode(), 400, "messages: Field required", "messages"),
         (json.dumps({**HI, "n": 2}).encode(), 400, "only n=1 is supported", "n"),
@@ -118,6 +118,30 @@ async def test_revoked_key_is_401_and_records_nothing(gateway: Gateway, http: ht
             "messages.0",
         ),
         (json.dumps({**HI, "temperature": "hot"}).encode(), 400, "temperature", "temperature"),
+        # Strict types, as OpenAI's: a number or flag sent as a string is a client bug, not a value to guess.
+        (
+            json.dumps({**HI, "max_tokens": "10"}).encode(),
+            400,
+            "max_tokens: Input should be a valid integer",
+            None,
+        ),
+        (
+            json.dumps({**HI, "stream": "no"}).encode(),
+            400,
+            "stream: Input should be a valid boolean",
+            "stream",
+        ),
+        (json.dumps({**HI, "seed": 2**64}).encode(), 400, "seed: Input should be less than", "seed"),
+        (b"", 400, "request body is empty", None),
+        (b"\xed\xa0\x80", 400, "not valid UTF-8", None),  # a UTF-8-encoded surrogate
+        (
+            b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+            400,
+            "lone UTF-16 surrogate (\\ud800)",
+            None,
+        ),
+        (b'{"messages": ' + b"[" * 100 + b"]" * 100 + b"}", 400, "more than 64 levels deep", None),
+        (b'{"messages": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400, "more than 64 levels deep", None),
     ],
 )
 async def test_malformed_requests_are_400(
@@ -161,7 +185,7 @@ async def test_prompt_longer_than_the_context_is_400(engine: TransformersEngine)
             _, key = new_key(gateway)
             long = {"messages": [{"role": "user", "content": "hello " * 9000}]}
             response = await http.post("/chat/completions", json=long, headers=auth(key))
-            error = await assert_error(response, 400, "tokens, but the model's context is 8192")
+            error = await assert_error(response, 400, "maximum context length is 8192 tokens")
             assert error["code"] == "context_length_exceeded"
             await assert_still_serving(gateway, http)
     finally:

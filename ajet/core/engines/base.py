@@ -22,6 +22,9 @@ class InferenceEngine(ABC):
     - `Completion.logprobs` has one entry per `Completion.ids` entry, from the distribution actually sampled
       (logits / temperature, before top-p), so a trainer can recompute them with one forward pass.
     - `version` increases by one each time `load_weights` succeeds; completions carry the version they came from.
+    - Cancelling the task that awaits `generate` (the gateway does when the client disconnects or times out)
+      stops the generation: the request leaves the batch at the next decode step and frees its slot (a
+      remote engine aborts it on its server). Nothing is returned or recorded for it.
     """
 
     #: a Hugging Face tokenizer (has `apply_chat_template`, `decode`, `eos_token_id`)

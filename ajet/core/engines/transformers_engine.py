@@ -240,6 +240,11 @@ class TransformersEngine(InferenceEngine):
     def version(self) -> int:
         return self._version
 
+    @property
+    def active_requests(self) -> int:
+        """Requests the worker holds (decoding, or waiting for a slot); a snapshot, read from any thread."""
+        return len(self._batch.rows) + len(self._pending)
+
     # ---- the caller's side (any thread, any event loop) ----
 
     async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:

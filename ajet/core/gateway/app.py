@@ -12,10 +12,12 @@ import asyncio
 import ipaddress
 import json
 import logging
+import re
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -27,6 +29,7 @@ from starlette.routing import Route
 
 from ajet.core.gateway.backends import ChatBackend, ChatResult, OpenAIChatBackend
 from ajet.core.gateway.keys import KeyBinding, KeyRegistry, OpenAIEndpoint
+from ajet.core.gateway.limits import MAX_NESTING, check_body
 from ajet.core.gateway.schemas import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -43,6 +46,9 @@ from ajet.core.store.base import Store, UnknownEpisode
 from ajet.core.types import LlmCall
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 IN_PROCESS_BASE_URL = "http://ajet-gateway/v1"
 # Generation can take minutes on a CPU; httpx's default of 5 s would cut it off.
@@ -212,7 +218,21 @@ class Gateway:
             known = None
             if any(isinstance(m, AssistantMessage) and m.tool_calls for m in chat.messages):
                 known = self.keys.known_completions(binding.episode_id)
-            result = await backend.complete(chat, known_completions=known)
+            try:
+                result = await _unless_client_leaves(request, backend.complete(chat, known_completions=known))
+            except (_ClientLeft, asyncio.CancelledError) as exc:
+                # Over HTTP the client closed the connection; in process its caller was cancelled (an episode
+                # timeout). Not recorded (no completion came back, nothing to train on), but counted.
+                self.keys.count_cancelled(binding.episode_id)
+                logger.info(
+                    "gateway: the client of episode %s (%s) left after %.1f s; its request was cancelled",
+                    binding.episode_id,
+                    binding.agent_name,
+                    time.perf_counter() - started,
+                )
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return _error(GatewayError(400, "the client disconnected", code="client_disconnected"))
             self._record(binding, raw, result, time.perf_counter() - started)
             return self._respond(chat, result, self.model_name if backend is self.backend else result.model)
         except GatewayError as exc:
@@ -230,12 +250,18 @@ class Gateway:
     ) -> ChatCompletionRequest:
         """The episode's sampling defaults and seed, for what the request leaves unset (the request wins)."""
         update: dict[str, Any] = {}
-        for name, value in (binding.sampling or {}).items():
+        sampling = dict(binding.sampling or {})
+        default_max_tokens = sampling.pop("max_tokens", None)
+        for name, value in sampling.items():
             if getattr(chat, name, None) is None:
                 update[name] = value
         if binding.seed is not None and chat.seed is None:
             update["seed"] = binding.seed + 7919 * self.keys.next_call_index(binding.episode_id)
-        return chat.model_copy(update=update) if update else chat
+        chat = chat.model_copy(update=update) if update else chat
+        if default_max_tokens is not None and chat.requested_max_tokens is None:
+            # A default, unlike the client's own limit, is clamped to the context the prompt leaves.
+            chat = chat.with_default_max_tokens(default_max_tokens)
+        return chat
 
     def _authenticate(self, request: Request) -> KeyBinding:
         header = request.headers.get("authorization")
@@ -302,10 +328,24 @@ class Gateway:
     @staticmethod
     def _parse(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
         """The validated request, and the raw JSON object (recorded as sent, extra keys included)."""
+        if not body.strip():
+            raise GatewayError(
+                400, "request body is empty: send the chat request as a JSON object", code="invalid_json"
+            )
         try:
-            raw = json.loads(body)
-        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            # Decoded strictly here: json.loads(bytes) lets UTF-8-encoded surrogates through ('surrogatepass').
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GatewayError(400, f"request body is not valid UTF-8: {exc}", code="invalid_json") from None
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:  # JSONDecodeError
             raise GatewayError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        except RecursionError:
+            raise GatewayError(
+                400, f"request body nests JSON more than {MAX_NESTING} levels deep", code="invalid_json"
+            ) from None
+        check_body(raw, may_hold_surrogates=_may_hold_surrogates(text))
         try:
             return ChatCompletionRequest.model_validate(raw), raw
         except ValidationError as exc:
@@ -385,6 +425,52 @@ class Gateway:
             logprobs=result.logprobs_block,
         )
         return _json(body)
+
+
+class _ClientLeft(Exception):
+    """The client closed the connection (left, or timed out) before its answer was ready."""
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first.
+
+    Neither Starlette nor uvicorn cancels a handler whose client has gone: uvicorn only answers the app's next
+    `receive()` with `http.disconnect`. So a second task waits on `receive()` (the body is read by then, so the
+    disconnect is the only message left) and whichever finishes first wins. Cancelling `work` cancels the
+    engine's `generate`, whose request then leaves the batch at the next decode step. In process (httpx's ASGI
+    transport) `receive()` only returns once the response is sent; there, a caller that gives up cancels this
+    handler itself, and `work` with it.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.cancelled() and task.done():
+        return task.result()  # finished, even if the client left at the same moment: record it
+    await asyncio.wait({task})  # let the cancellation reach the engine before the handler returns
+    raise _ClientLeft
+
+
+async def _disconnected(request: Request) -> None:
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            # Nothing else should arrive once the body is read; do not spin if a server sends empty chunks.
+            await asyncio.sleep(0.05)
+    except Exception:  # a server whose receive() fails cannot tell us about a disconnect: never fire
+        logger.debug(
+            "gateway: receive() failed; the request cannot be cancelled on disconnect", exc_info=True
+        )
+        await asyncio.Event().wait()
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    # Only a \uD800-\uDFFF escape can put a lone surrogate into parsed JSON (the text itself is valid UTF-8).
+    # A false positive (an escaped backslash before "ud8") only costs the check.
+    return _SURROGATE_ESCAPE.search(text) is not None
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from ajet.core.engines.base import InferenceEngine
+from ajet.core.gateway.limits import completion_room
 from ajet.core.gateway.render import ChatRenderer, RenderError
 from ajet.core.gateway.schemas import ChatCompletionRequest, GatewayError, logprobs_block, usage
 from ajet.core.gateway.tool_parsers import ParsedCompletion, ToolParser
@@ -91,15 +92,7 @@ class EngineChatBackend(ChatBackend):
             )
         except RenderError as exc:
             raise GatewayError(400, str(exc), code="invalid_messages") from exc
-        room = self.max_context_tokens - len(prompt_ids)
-        if room < 1:
-            raise GatewayError(
-                400,
-                f"the prompt is {len(prompt_ids)} tokens, but the model's context is "
-                f"{self.max_context_tokens} tokens; shorten the messages",
-                code="context_length_exceeded",
-                param="messages",
-            )
+        room = completion_room(len(prompt_ids), request, self.max_context_tokens)
         sampling = self.sampling_for(request, room)
         try:
             completion = await self.engine.generate(prompt_ids, sampling)

@@ -53,11 +53,12 @@ class KeyBinding(BaseModel):
 
 
 class _EpisodeState:
-    __slots__ = ("completions", "keys", "next_seq", "started", "untrained")
+    __slots__ = ("cancelled", "completions", "keys", "next_seq", "started", "untrained")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
         self.untrained: dict[str, int] = {}  # target_tag -> calls served but not recorded
+        self.cancelled = 0  # calls whose client left before the answer: cancelled, not recorded
         self.next_seq = 0
         self.started = 0  # calls started (seq counts calls recorded, which finish in any order)
         # tool call id -> the raw completion text of the response that returned it
@@ -112,6 +113,18 @@ class KeyRegistry:
         with self._lock:
             state = self._episodes.get(episode_id)
             return dict(state.untrained) if state is not None else {}
+
+    def count_cancelled(self, episode_id: str) -> None:
+        with self._lock:
+            state = self._episodes.get(episode_id)
+            if state is not None:
+                state.cancelled += 1
+
+    def cancelled_calls(self, episode_id: str) -> int:
+        """How many of the episode's calls were cancelled because their client left (read before revoking)."""
+        with self._lock:
+            state = self._episodes.get(episode_id)
+            return state.cancelled if state is not None else 0
 
     def next_call_index(self, episode_id: str) -> int:
         """0, 1, 2, ... in the order the episode's calls arrive (for per-call seeds)."""

@@ -13,7 +13,18 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # ------------------------------------------------------------------------------------------------------------
 # errors
@@ -192,28 +203,36 @@ ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
+
+
+# Numbers and flags are strict, as OpenAI's API is: `"max_tokens": "10"` or `"stream": "no"` is a client bug to
+# report (400), not a value to guess at. Floats accept integers (`"temperature": 1`); the seed is an int64.
+_INT64 = 2**63
 
 
 class ChatCompletionRequest(_Lenient):
     """`POST /v1/chat/completions`. Only `messages` is required (`model` is ignored: one model is served)."""
 
+    # The gateway sets it when max_tokens is filled in from the episode's sampling defaults (see limits.py).
+    _max_tokens_is_default: bool = PrivateAttr(False)
+
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    parallel_tool_calls: StrictBool | None = None
+    temperature: StrictFloat | None = Field(None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(None, ge=0.0, le=1.0)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
+    seed: StrictInt | None = Field(None, ge=-_INT64, lt=_INT64)
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-    n: int = 1
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    n: StrictInt = 1
     response_format: dict[str, Any] | None = None  # accepted; the engine has no constrained decoding
 
     @field_validator("n")
@@ -251,6 +270,17 @@ class ChatCompletionRequest(_Lenient):
     def requested_max_tokens(self) -> int | None:
         # max_completion_tokens is the newer name; OpenAI gives it precedence when both are sent.
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def explicit_max_tokens(self) -> int | None:
+        """The completion limit the client asked for; None when it sent none or it is an episode default."""
+        return None if self._max_tokens_is_default else self.requested_max_tokens
+
+    def with_default_max_tokens(self, max_tokens: int) -> ChatCompletionRequest:
+        """A copy whose max_tokens is a default (the episode's): clamped to the context, never refused."""
+        copy = self.model_copy(update={"max_tokens": max_tokens})
+        copy._max_tokens_is_default = True
+        return copy
 
     @property
     def include_usage(self) -> bool:
