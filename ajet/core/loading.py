@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from ajet.core.config import AjetConfig, ConfigError
+from ajet.core.import_hints import with_install_hint
 from ajet.core.tasks import import_object
 from ajet.core.workflow import Workflow
 
@@ -17,7 +18,7 @@ def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
     try:
         cls = import_object(config.workflow.path, config.base_dir)
     except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:
-        raise ConfigError(f"workflow.path: {exc}") from None
+        raise ConfigError(f"workflow.path: {with_install_hint(exc)}") from None
     if not (isinstance(cls, type) and issubclass(cls, Workflow)):
         raise ConfigError(
             f"workflow.path: {config.workflow.path!r} is not a subclass of ajet.Workflow "
