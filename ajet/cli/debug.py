@@ -9,11 +9,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
+from ajet.core.gateway.keys import split_untrained
 from ajet.core.loading import load_workflow_factory
 from ajet.core.plugins import PluginError
 from ajet.core.rollout import RolloutExecutor
@@ -22,6 +24,15 @@ from ajet.core.store.base import Store
 from ajet.core.tasks import load_tasks
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
+
+# What the "untrained" column counts, and what ajet cannot see at all.
+UNTRAINED_CAPTION = (
+    "untrained: calls of agents not in trainable_targets, counted but not recorded: served by the gateway (the "
+    "policy or an OpenAIEndpoint debug_model), or made by a native debug_model (e.g. OpenAIChatModel(...)) that "
+    "ajet wraps to count its calls and failures (not its tokens, nor retries inside it). Not seen at all: models "
+    "an agent gets elsewhere than from the tuner, and native debug models of a framework whose adapter does not "
+    "count them."
+)
 
 STATUS_STYLE = {
     EpisodeStatus.OK: "green",
@@ -57,12 +68,12 @@ def debug_command(
         make_workflow = load_workflow_factory(config)
         task_list = _load_split(config, split, tasks)
     except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}", soft_wrap=True)
+        console.print(f"[red]configuration error[/red]\n{escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     try:
         episodes = asyncio.run(_run(config, make_workflow, task_list, console, out))
     except (ConfigError, PluginError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     if strict and any(e.status != EpisodeStatus.OK for e in episodes):
         raise typer.Exit(1)
@@ -130,7 +141,7 @@ async def _run(
 
 
 def episode_table(episodes: list[Episode], store: Store) -> Table:
-    table = Table(title="episodes")
+    table = Table(title="episodes", caption=UNTRAINED_CAPTION, caption_justify="left")
     for column in (
         "task",
         "#",
@@ -156,9 +167,7 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
             "-" if episode.reward is None else f"{episode.reward:.3f}",
             "-" if episode.is_success is None else ("yes" if episode.is_success else "no"),
             str(len(calls)),
-            str(
-                sum(episode.untrained_calls.values())
-            ),  # served, not recorded: roles not in trainable_targets
+            _untrained_cell(episode),
             str(prompt_tokens),
             str(completion_tokens),
             "-" if episode.duration_s is None else f"{episode.duration_s:.1f}",
@@ -166,13 +175,25 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
     return table
 
 
+def _untrained_cell(episode: Episode) -> str:
+    calls, failed = split_untrained(episode.untrained_calls)
+    cell = str(sum(calls.values()))
+    if failed:
+        cell += f" [red]({sum(failed.values())} failed)[/red]"
+    return cell
+
+
 def _print_errors(console: Console, episodes: list[Episode]) -> None:
     failed = [e for e in episodes if e.status != EpisodeStatus.OK]
     for episode in failed[:5]:
+        # escaped: an error's own square brackets (e.g. `pip install 'ajet[agentscope1]'`) are not markup
         console.print(
-            f"[red]{episode.task_id}#{episode.repeat_index} {episode.status}:[/red] {episode.error}"
+            f"[red]{episode.task_id}#{episode.repeat_index} {episode.status}:[/red] {escape(episode.error or '')}",
+            soft_wrap=True,
         )
         if episode.traceback:
-            console.print(episode.traceback.rstrip().splitlines()[-1], style="dim")
+            console.print(
+                escape(episode.traceback.rstrip().splitlines()[-1]), style="dim", soft_wrap=True, markup=True
+            )
     if len(failed) > 5:
         console.print(f"... and {len(failed) - 5} more; see the store or --out for all errors")
