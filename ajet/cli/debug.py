@@ -129,6 +129,7 @@ async def _run(
             episodes = await executor.run(tasks, on_done=on_done)
         console.print(episode_table(episodes, runtime.store))
         _print_errors(console, episodes)
+        _print_untrained_failures(console, episodes)
         if out is not None:
             written = runtime.store.export_jsonl(out, run_id=runtime.run_id)
             console.print(f"wrote {written} trajectories to {out}")
@@ -181,6 +182,21 @@ def _untrained_cell(episode: Episode) -> str:
     if failed:
         cell += f" [red]({sum(failed.values())} failed)[/red]"
     return cell
+
+
+def _print_untrained_failures(console: Console, episodes: list[Episode]) -> None:
+    # An episode can be "ok" although its untrained agents never got an answer: the workflow caught the error
+    # (the seed's werewolves score such a game -0.1). Say so, whatever the table's width.
+    for episode in episodes:
+        _, failed = split_untrained(episode.untrained_calls)
+        if failed:
+            per_tag = ", ".join(f"{tag}: {n}" for tag, n in sorted(failed.items()))
+            console.print(
+                f"[yellow]{escape(episode.task_id)}#{episode.repeat_index}: {sum(failed.values())} untrained "
+                f"call(s) failed ({escape(per_tag)})[/yellow]; its debug_model did not answer, and the "
+                "workflow went on (see the log)",
+                soft_wrap=True,
+            )
 
 
 def _print_errors(console: Console, episodes: list[Episode]) -> None:

@@ -112,7 +112,7 @@ def test_advanced_werewolves_unreachable_debug_model_is_visible(
     assert failed and all(tag.removesuffix(" (failed)") != "werewolf" for tag in failed), episode[
         "untrained_calls"
     ]
-    assert "failed)" in result.stdout, "the debug table shows the failed untrained calls"
+    assert "untrained call(s) failed" in result.stdout, "ajet debug shows the failed untrained calls"
     assert "the debug_model of Player" in result.stderr + result.stdout, "a warning names the agent"
 
 
