@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI, second environment: AgentScope 1.x. Builds a fresh virtual environment in DIR, then runs the AgentScope
-# tests there (the adapter's, the 1.x seed-code test, and the math_agentscope example's, which picks the 1.x
-# config by itself). The main environment (the `test` extra) pins AgentScope 2.x; this one takes the newest 1.x.
+# tests there (the adapter's, the 1.x seed-code test, the math_agentscope example's, which picks the 1.x
+# config by itself, and tests/seeds' AgentJet and ASTuner seeds, whose code is 1.x). The main environment (the `test` extra) pins AgentScope 2.x; this one takes the newest 1.x.
 #
 #   bash .ci/agentscope1.sh DIR          e.g. bash .ci/agentscope1.sh /tmp/venv-agentscope1
 set -euo pipefail
@@ -33,5 +33,6 @@ echo "agentscope1: environment built in $((SECONDS - start)) s"
 
 start=$SECONDS
 "$DIR/bin/python" -m pytest -q tests/adapters/test_agentscope.py tests/adapters/test_agentscope_v1.py \
-    tests/adapters/test_contract.py tests/examples/test_math_agentscope.py
+    tests/adapters/test_agentscope_tuner.py tests/adapters/test_contract.py tests/examples/test_math_agentscope.py \
+    tests/seeds/test_seed_astuner.py tests/seeds/test_seed_agentjet.py
 echo "agentscope1: tests ran in $((SECONDS - start)) s"

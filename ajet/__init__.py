@@ -1,7 +1,7 @@
 """ajet: train the LLM inside an existing agent with reinforcement learning, whatever its framework."""
 
 from ajet.core.gateway.keys import OpenAIEndpoint
-from ajet.core.tuner import AjetTuner
+from ajet.core.tuner import AjetTuner, ModelTuner
 from ajet.core.types import LabeledTask, Task, WorkflowOutput, WorkflowTask
 from ajet.core.workflow import Workflow
 
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AjetTuner",
     "LabeledTask",
+    "ModelTuner",
     "OpenAIEndpoint",
     "Task",
     "Workflow",

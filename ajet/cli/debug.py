@@ -16,6 +16,7 @@ from rich.table import Table
 from ajet.cli.errors import fail
 from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
+from ajet.core.gateway.keys import split_untrained
 from ajet.core.loading import load_workflow_factory
 from ajet.core.models import ModelNotFoundError
 from ajet.core.plugins import PluginError, PluginRegistry, load_registry
@@ -26,6 +27,15 @@ from ajet.core.store.base import Store
 from ajet.core.tasks import TaskSourceError, load_tasks
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
+
+# What the "untrained" column counts, and what ajet cannot see at all.
+UNTRAINED_CAPTION = (
+    "untrained: calls of agents not in trainable_targets, counted but not recorded: served by the gateway (the "
+    "policy or an OpenAIEndpoint debug_model), or made by a native debug_model (e.g. OpenAIChatModel(...)) that "
+    "ajet wraps to count its calls and failures (not its tokens, nor retries inside it). Not seen at all: models "
+    "an agent gets elsewhere than from the tuner, and native debug models of a framework whose adapter does not "
+    "count them."
+)
 
 STATUS_STYLE = {
     EpisodeStatus.OK: "green",
@@ -129,6 +139,7 @@ async def _run(
             episodes = await executor.run(tasks, on_done=on_done)
         console.print(episode_table(episodes, runtime.store))
         _print_errors(console, episodes)
+        _print_untrained_failures(console, episodes)
         if out is not None:
             written = runtime.store.export_jsonl(out, run_id=runtime.run_id)
             console.print(f"wrote {written} trajectories to {out}", markup=False)
@@ -142,7 +153,7 @@ async def _run(
 
 
 def episode_table(episodes: list[Episode], store: Store) -> Table:
-    table = Table(title="episodes")
+    table = Table(title="episodes", caption=UNTRAINED_CAPTION, caption_justify="left")
     for column in (
         "task",
         "#",
@@ -168,9 +179,7 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
             "-" if episode.reward is None else f"{episode.reward:.3f}",
             "-" if episode.is_success is None else ("yes" if episode.is_success else "no"),
             str(len(calls)),
-            str(
-                sum(episode.untrained_calls.values())
-            ),  # served, not recorded: roles not in trainable_targets
+            _untrained_cell(episode),
             str(prompt_tokens),
             str(completion_tokens),
             "-" if episode.duration_s is None else f"{episode.duration_s:.1f}",
@@ -178,9 +187,33 @@ def episode_table(episodes: list[Episode], store: Store) -> Table:
     return table
 
 
+def _untrained_cell(episode: Episode) -> str:
+    calls, failed = split_untrained(episode.untrained_calls)
+    cell = str(sum(calls.values()))
+    if failed:
+        cell += f" [red]({sum(failed.values())} failed)[/red]"
+    return cell
+
+
+def _print_untrained_failures(console: Console, episodes: list[Episode]) -> None:
+    # An episode can be "ok" although its untrained agents never got an answer: the workflow caught the error
+    # (the seed's werewolves score such a game -0.1). Say so, whatever the table's width.
+    for episode in episodes:
+        _, failed = split_untrained(episode.untrained_calls)
+        if failed:
+            per_tag = ", ".join(f"{tag}: {n}" for tag, n in sorted(failed.items()))
+            console.print(
+                f"[yellow]{escape(episode.task_id)}#{episode.repeat_index}: {sum(failed.values())} untrained "
+                f"call(s) failed ({escape(per_tag)})[/yellow]; its debug_model did not answer, and the "
+                "workflow went on (see the log)",
+                soft_wrap=True,
+            )
+
+
 def _print_errors(console: Console, episodes: list[Episode]) -> None:
     failed = [e for e in episodes if e.status != EpisodeStatus.OK]
     for episode in failed[:5]:
+        # escaped: an error's own square brackets (e.g. `pip install 'ajet[agentscope1]'`) are not markup
         console.print(
             f"[red]{escape(episode.task_id)}#{episode.repeat_index} {episode.status}:[/red] "
             f"{escape(str(episode.error))}"

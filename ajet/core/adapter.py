@@ -29,6 +29,16 @@ class Adapter:
     #: `run_react(model, spec: ajet.core.react.ReActSpec) -> final answer text`: how this framework's own agent
     #: runs a ReAct loop, for the built-in `ajet.workflows.react:ReActWorkflow`; None if the adapter has none
     run_react: Callable[..., Awaitable[str]] | None = field(default=None, repr=False)
+    #: `count_native(model, on_call) -> model`: for an agent that is not trained and whose `debug_model` is a
+    #: native model object of this framework, the same model with every call reported to `on_call(error)`
+    #: (`error`: None, or the exception the call raised, which still propagates), so ajet can count calls it
+    #: does not serve. None: the native model is used as given, and its calls are invisible to ajet.
+    count_native: Callable[[Any, Callable[[BaseException | None], None]], Any] | None = field(
+        default=None, repr=False
+    )
+    #: `import_hint(exc) -> str | None`: what to install when a workflow's import of this framework failed
+    #: (e.g. code written for another major version); None when the error is not about this framework
+    import_hint: Callable[[ImportError], str | None] | None = field(default=None, repr=False)
 
     def tuner_methods(self) -> tuple[str, ...]:
         return self.method_names or (f"as_{self.name}_model",)

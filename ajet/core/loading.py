@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ajet.core.config import AjetConfig, ConfigError
+from ajet.core.import_hints import with_install_hint
 from ajet.core.targets import EMPTY_TARGETS_MESSAGE
 from ajet.core.tasks import import_module_ref, import_object
 from ajet.core.workflow import Workflow
@@ -25,7 +26,7 @@ def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
     try:
         cls = _import_workflow(config.workflow.path, config.base_dir)
     except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:
-        raise ConfigError(f"workflow.path: {exc}") from None
+        raise ConfigError(f"workflow.path: {with_install_hint(exc)}") from None
     if not (isinstance(cls, type) and issubclass(cls, Workflow)):
         raise ConfigError(
             f"workflow.path: {config.workflow.path!r} is not a subclass of ajet.Workflow "

@@ -20,6 +20,15 @@ the gateway answers streaming requests too, but it produces the whole completion
 `stream=True` is refused when the installed openai has `delta.audio`: 1.0.21's stream parser tests
 `"data" in delta.audio`, which fails on every chunk (openai 3.x sends `audio=None`).
 The gateway records token ids and log-probs itself, so nothing needs to travel back through AgentScope.
+
+ASTuner's forms work with `framework: agentscope` in the config: `model=model_tuner` (the tuner stands for
+`as_agentscope_model()`), and `model_tuner.register_model(role, default_model=m)` + `model_tuner.get_model(role)`
+(`as_agentscope_model(agent_name=role, target_tag=role, debug_model=m)`).
+
+A native `debug_model` (e.g. `OpenAIChatModel(...)` for an agent that is not trained) calls its own endpoint;
+the agent gets a copy that counts its calls and failures in the episode's `untrained_calls` (`native.py`).
+A workflow whose AgentScope import fails (1.x code on 2.x, or the reverse) is told which extra to install
+(`hints.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ajet.adapters.agentscope.hints import agentscope_import_hint
+from ajet.adapters.agentscope.native import count_native_calls
 from ajet.adapters.agentscope.react import run_react
 from ajet.core.adapter import Adapter
 from ajet.core.handle import IN_PROCESS_BASE_URL, ModelHandle
@@ -105,6 +116,8 @@ def register_adapters(register: Any) -> None:
             name="agentscope",
             make_model=make_agentscope_model,
             run_react=run_react,
+            count_native=count_native_calls,
+            import_hint=agentscope_import_hint,
             requires=("agentscope",),
             extra="agentscope",
             description="AgentScope OpenAIChatModel (2.x, or 1.x when installed) bound to the episode",

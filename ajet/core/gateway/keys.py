@@ -17,6 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 KEY_PREFIX = "ajet-"
+# In `untrained_calls`, the failed calls of a tag are counted under "<tag> (failed)", beside the tag's calls (which
+# include them): the count travels with the episode (store, JSONL) with no second field.
+FAILED_SUFFIX = " (failed)"
 # Raw completions remembered per episode; an episode with more tool-calling turns than this renders the oldest
 # ones from the parsed calls instead (same markup, possibly different whitespace).
 MAX_REMEMBERED_COMPLETIONS = 512
@@ -102,14 +105,21 @@ class KeyRegistry:
             state.next_seq += 1
             return seq
 
-    def count_untrained(self, episode_id: str, target_tag: str) -> None:
+    def count_untrained(self, episode_id: str, target_tag: str, *, failed: bool = False) -> None:
+        """One call of an untrained agent: served by the gateway (its debug endpoint or the policy), or made by
+        the agent's native debug model, which the tuner wraps to count it (`failed`: the call raised)."""
         with self._lock:
             state = self._episodes.get(episode_id)
-            if state is not None:
-                state.untrained[target_tag] = state.untrained.get(target_tag, 0) + 1
+            if state is None:
+                return
+            state.untrained[target_tag] = state.untrained.get(target_tag, 0) + 1
+            if failed:
+                key = target_tag + FAILED_SUFFIX
+                state.untrained[key] = state.untrained.get(key, 0) + 1
 
     def untrained_calls(self, episode_id: str) -> dict[str, int]:
-        """target_tag -> how many calls of untrained agents the episode made (read before revoking it)."""
+        """target_tag -> how many calls of untrained agents the episode made, and "<tag> (failed)" -> how many of
+        them failed, when any did (read before revoking it). `split_untrained` separates the two."""
         with self._lock:
             state = self._episodes.get(episode_id)
             return dict(state.untrained) if state is not None else {}
@@ -155,3 +165,10 @@ class KeyRegistry:
         if state is None:
             state = self._episodes[episode_id] = _EpisodeState()
         return state
+
+
+def split_untrained(counts: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """An episode's `untrained_calls` as (calls per tag, failed calls per tag)."""
+    calls = {tag: n for tag, n in counts.items() if not tag.endswith(FAILED_SUFFIX)}
+    failed = {tag[: -len(FAILED_SUFFIX)]: n for tag, n in counts.items() if tag.endswith(FAILED_SUFFIX)}
+    return calls, failed
