@@ -211,7 +211,8 @@ class Completion(BaseModel):
     """What a token engine returns for one prompt.
 
     `logprobs[i]` is log p(ids[i]) under the distribution the token was sampled from: the model's logits divided
-    by the temperature (temperature 0 counts as 1), before top-p truncation. The trainer recomputes exactly this.
+    by the temperature (temperature 0 counts as 1), before top-p truncation and before a constraint's grammar
+    mask (see `ajet.core.engines.base`). The trainer recomputes exactly this.
     """
 
     model_config = ConfigDict(extra="forbid")
