@@ -31,6 +31,33 @@ from ajet.core.gateway.tool_parsers import HermesToolParser
 from ajet.core.store.memory import MemoryStore
 from ajet.core.types import Episode, LabeledTask, SamplingParams
 
+# langchain-openai keeps one async httpx client per process (lru_cache), whose pooled connections belong to
+# the loop that opened them: the async tests share one loop, as they would in one application. (The mark
+# also lands on the sync tests, where it does nothing but warn.)
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.filterwarnings("ignore:The test <Function .*is not an async function:pytest.PytestWarning"),
+]
+
+_STRING_NEVER_ENDS = (
+    "the tiny random model writes a JSON string that runs past max_tokens (a closing quote is ~1 token in 300); "
+    "a model that ends its strings passes: constrained decoding already makes the output schema-shaped"
+)
+#: the standard tests only a capable model passes, and why (each xfails; every other test must pass)
+NEEDS_A_CAPABLE_MODEL: dict[str, str] = {
+    "test_tool_calling": "asserts the arguments the question implies (magic_function(input=3))",
+    "test_tool_calling_async": "asserts the arguments the question implies (magic_function(input=3))",
+    "test_agent_loop": "asserts the final answer uses the tool's result",
+    "test_tool_choice": f"forces one of two tools, and get_weather's location is a string: {_STRING_NEVER_ENDS}",
+    "test_bind_runnables_as_tools": f"answer_style is a string: {_STRING_NEVER_ENDS}",
+    "test_unicode_tool_call_integration": f"customer_name is a string: {_STRING_NEVER_ENDS}",
+    "test_structured_output": f"the joke's setup and punchline: {_STRING_NEVER_ENDS}",
+    "test_structured_output_async": f"the joke's setup and punchline: {_STRING_NEVER_ENDS}",
+    "test_structured_output_pydantic_2_v1": f"the joke's setup and punchline: {_STRING_NEVER_ENDS}",
+    "test_structured_output_optional_param": f"the joke's setup: {_STRING_NEVER_ENDS}",
+    "test_json_mode": f"json_object mode, any keys: {_STRING_NEVER_ENDS}",
+}
+
 _SERVED: dict[str, str] = {}
 
 
@@ -49,6 +76,14 @@ def served_gateway(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[None]:
     engine.close()
 
 
+@pytest.fixture(autouse=True)
+def capable_model_only(request: pytest.FixtureRequest) -> None:
+    reason = NEEDS_A_CAPABLE_MODEL.get(getattr(request.node, "originalname", ""))
+    if reason is not None:
+        # not strict: the model is random, and a lucky sample may pass
+        request.applymarker(pytest.mark.xfail(reason=f"needs a capable model: {reason}", strict=False))
+
+
 class TestChatOpenAIOnGateway(ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[ChatOpenAI]:
@@ -62,6 +97,8 @@ class TestChatOpenAIOnGateway(ChatModelIntegrationTests):
             "base_url": _SERVED["base_url"],
             "api_key": _SERVED["api_key"],
             "max_tokens": 48,
+            "stream_usage": True,  # sends stream_options.include_usage, as LangChain's own ChatOpenAI tests do
+            "seed": 0,  # every request seeded: the same samples on every run
             "max_retries": 0,
             "timeout": 120,
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from ajet.core.constraints import Constraint, ConstraintError, ConstraintsUnavailableError
 
 _INSTALL_HINT = "pip install 'ajet[engine]' (or pip install xgrammar)"
+_CACHE_SIZE = 256  # compiled grammars kept (an episode's agent sends the same schema every turn)
 
 
 def _xgrammar() -> Any:
@@ -82,6 +84,7 @@ class GrammarCompiler:
         self._lock = threading.Lock()
         self._compiler: Any = None
         self._xgr: Any = None
+        self._compiled: OrderedDict[str, Any] = OrderedDict()
 
     def _ensure(self) -> tuple[Any, Any]:
         with self._lock:
@@ -96,23 +99,50 @@ class GrammarCompiler:
 
     def row(self, constraint: Constraint) -> RowGrammar:
         """A fresh matcher for one request (compiling the constraint, or taking it from the cache)."""
-        xgr, compiler = self._ensure()
-        try:
-            if constraint.kind == "json_schema":
-                # One canonical layout (`{"a": 1, "b": [2, 3]}`), as json.dumps writes it: free whitespace
-                # lets a weak model fill its whole budget with blanks.
-                compiled = compiler.compile_json_schema(
-                    json.dumps(constraint.spec), any_whitespace=False, strict_mode=True
-                )
-            elif constraint.kind == "json_object":
-                compiled = compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
-            else:
-                compiled = compiler.compile_structural_tag(json.dumps(constraint.spec))
-        except (
-            Exception
-        ) as exc:  # xgrammar raises RuntimeError / InvalidJSONError / InvalidStructuralTagError
-            raise ConstraintError(f"cannot compile the constraint: {_first_line(exc)}") from exc
+        xgr, _ = self._ensure()
+        key = constraint.key()
+        with self._lock:
+            compiled = self._compiled.get(key)
+            if compiled is not None:
+                self._compiled.move_to_end(key)
+        if compiled is None:
+            try:
+                compiled = self._compile(xgr, constraint)
+            except Exception as exc:  # xgrammar: RuntimeError / InvalidJSONError / InvalidStructuralTagError
+                raise ConstraintError(f"cannot compile the constraint: {_first_line(exc)}") from exc
+            with self._lock:
+                self._compiled[key] = compiled
+                while len(self._compiled) > _CACHE_SIZE:
+                    self._compiled.popitem(last=False)
         return RowGrammar(xgr, compiled, self._vocab_size)
+
+    def _compile(self, xgr: Any, constraint: Constraint) -> Any:
+        if constraint.kind == "json_schema":
+            return self._compiler.compile_json_schema(
+                json.dumps(constraint.spec), any_whitespace=False, strict_mode=True
+            )
+        if constraint.kind == "json_object":
+            return self._compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
+        return self._compiler.compile_structural_tag(json.dumps(_canonical_json(xgr, constraint.spec)))
+
+
+def _canonical_json(xgr: Any, node: Any) -> Any:
+    """The structural tag with each JSON-schema part replaced by the grammar of its canonical layout.
+
+    JSON is decoded in one layout, as json.dumps writes it (`{"a": 1, "b": [2, 3]}`), in tool-call arguments
+    as in `response_format`: with free whitespace (xgrammar's default inside a structural tag) a weak model
+    fills its whole budget with blanks and newlines, and a cut-off call is no call at all.
+    """
+    if isinstance(node, list):
+        return [_canonical_json(xgr, item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") == "json_schema" and node.get("style", "json") == "json":
+        schema = node.get("json_schema")
+        if isinstance(schema, dict):
+            grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False, strict_mode=True)
+            return {"type": "grammar", "grammar": str(grammar)}
+    return {key: _canonical_json(xgr, value) for key, value in node.items()}
 
 
 def _first_line(exc: BaseException) -> str:

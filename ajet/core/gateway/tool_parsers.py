@@ -114,7 +114,9 @@ class HermesToolParser:
                 "content": {
                     "type": "json_schema",
                     "json_schema": tool.function.parameters or {"type": "object", "properties": {}},
-                    # one blank at most between tokens: free whitespace lets a weak model fill its budget
+                    # At most one whitespace character in a row (for engines that take the tag as it is,
+                    # e.g. vLLM): free whitespace lets a weak model fill its budget with blanks. The
+                    # in-process engine decodes JSON in json.dumps' layout anyway (engines/grammar.py).
                     "max_whitespace_cnt": 1,
                 },
                 "end": f"}}\n{self.CLOSE}",
