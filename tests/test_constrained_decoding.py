@@ -23,7 +23,7 @@ from ajet.core.gateway.app import Gateway
 from ajet.core.gateway.backends import EngineChatBackend
 from ajet.core.gateway.keys import KeyBinding
 from ajet.core.gateway.render import ChatRenderer
-from ajet.core.gateway.schemas import FunctionTool
+from ajet.core.gateway.schemas import ChatCompletionRequest, FunctionTool
 from ajet.core.gateway.tool_parsers import HermesToolParser, NoToolParser
 from ajet.core.store.memory import MemoryStore
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask, SamplingParams
@@ -245,6 +245,14 @@ async def test_greedy_constrained_decoding(engine: TransformersEngine) -> None:
         ),
         ({"response_format": {"type": "xml"}}, 400, "response_format"),
         ({"tool_choice": "required"}, 400, "tool_choice is 'required' but the request has no tools"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "wizard"}}}],
+                "tool_choice": "required",
+            },
+            400,
+            'tools: cannot compile the constraint: Unsupported type "wizard"',
+        ),
     ],
 )
 async def test_bad_constraints_get_a_400_naming_the_field(
@@ -255,6 +263,16 @@ async def test_bad_constraints_get_a_400_naming_the_field(
         await client.chat.completions.create(model="m", messages=HI, **body)
     assert info.value.status_code == status
     assert expected in info.value.message
+
+
+def test_response_format_is_forwarded_as_sent() -> None:
+    """The debug backend forwards the validated request: `json_schema.schema` keeps its wire name."""
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "Answer", "schema": ANSWER_SCHEMA, "strict": True},
+    }
+    request = ChatCompletionRequest.model_validate({"messages": HI, "response_format": response_format})
+    assert request.model_dump(mode="json", exclude_none=True)["response_format"] == response_format
 
 
 async def test_a_parser_without_a_format_cannot_force_a_tool_call(engine: TransformersEngine) -> None:
