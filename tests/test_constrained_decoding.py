@@ -284,3 +284,43 @@ async def test_a_parser_without_a_format_cannot_force_a_tool_call(engine: Transf
             await client.chat.completions.create(model="m", messages=HI, tools=TOOLS, tool_choice="required")
     finally:
         await gateway.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+async def test_smollm2_structured_output_through_langchain(
+    smollm2_model_and_tokenizer: tuple[Any, Any], method: str
+) -> None:
+    """With a real (small) model, LangChain's `with_structured_output` gets its object either way it asks:
+    `response_format` json_schema, or a forced call of a tool named after the schema."""
+    pytest.importorskip("langchain_openai")
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class Joke(BaseModel):
+        """Joke to tell user."""
+
+        setup: str
+        punchline: str
+
+    model, tokenizer = smollm2_model_and_tokenizer
+    engine = TransformersEngine(model, tokenizer)
+    gateway = make_gateway(engine)
+    await gateway.start_http()
+    try:
+        episode_id, client = client_for(gateway)
+        llm = ChatOpenAI(
+            model="m",
+            base_url=gateway.base_url,
+            api_key=client.api_key,
+            max_tokens=160,
+            seed=0,
+            max_retries=0,
+        )
+        joke = await llm.with_structured_output(Joke, method=method).ainvoke("Tell me a joke about cats.")
+        assert isinstance(joke, Joke) and joke.setup and joke.punchline
+        (call,) = gateway.store.calls(episode_id)
+        assert call.finish_reason == ("stop" if method == "json_schema" else "tool_calls")
+    finally:
+        await gateway.aclose()
+        await engine.aclose()
