@@ -226,8 +226,8 @@ class Completion(BaseModel):
     """What a token engine returns for one prompt.
 
     `logprobs[i]` is log p(ids[i]) under the model's logits divided by the call's temperature (temperature 0
-    counts as 1, see `logprob_temperature`), before top-p truncation. The trainer recomputes exactly this, per
-    call (docs/logprob-contract.md).
+    counts as 1, see `logprob_temperature`), before top-p truncation and before a constraint's grammar mask.
+    The trainer recomputes exactly this, per call (docs/logprob-contract.md).
     """
 
     model_config = ConfigDict(extra="forbid")

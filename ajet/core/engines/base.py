@@ -9,8 +9,9 @@ the same methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
+from ajet.core.constraints import Constraint
 from ajet.core.types import Completion, SamplingParams
 
 
@@ -19,13 +20,30 @@ class InferenceEngine(ABC):
 
     Contract:
     - `generate` may be awaited from many coroutines (and event loops) at once; the engine batches them.
-    - `Completion.logprobs` has one entry per `Completion.ids` entry, from the distribution actually sampled
-      (logits / temperature, before top-p), so a trainer can recompute them with one forward pass.
+    - `Completion.logprobs` has one entry per `Completion.ids` entry: `logprobs[i]` is
+      `log_softmax(logits_i / T)[ids[i]]`, where `logits_i` are the model's raw logits after the prompt and
+      `ids[:i]`, and `T` is `sampling.temperature` (0, greedy, counts as 1). That is the distribution the
+      token was sampled from *before* top-p truncation and *before* a constraint's grammar mask: a trainer has
+      the model and the token ids, and recomputes exactly this with one teacher-forced forward pass, so the
+      importance ratio is 1 before an update. Top-p and the grammar only choose which tokens may be drawn;
+      they are not part of the recorded distribution.
+    - With a `constraint` (engines whose `supports_constraints` is True), the token is sampled from the
+      distribution restricted to the tokens the grammar allows next (renormalized; top-p then applies to
+      that), and the completion ends with an end-of-sequence token once the grammar is complete (or is cut
+      at `max_tokens` / a stop string, like any completion). Its log-probs still follow the rule above (the
+      unmasked distribution). An engine that returns another engine's numbers must convert them: vLLM's
+      default `logprobs_mode="raw_logprobs"` is `log_softmax(logits)` at temperature 1, and under structured
+      outputs vLLM applies the grammar bitmask to the logits *before* that, so its returned log-probs of a
+      constrained request are of the masked distribution, not of this one.
+    - An invalid constraint raises `ajet.core.constraints.ConstraintError` (the gateway answers 400).
     - `version` increases by one each time `load_weights` succeeds; completions carry the version they came from.
     - Cancelling the task that awaits `generate` (the gateway does when the client disconnects or times out)
       stops the generation: the request leaves the batch at the next decode step and frees its slot (a
       remote engine aborts it on its server). Nothing is returned or recorded for it.
     """
+
+    #: the engine can decode under a `Constraint`; the gateway passes none to an engine that cannot
+    supports_constraints: ClassVar[bool] = False
 
     #: a Hugging Face tokenizer (has `apply_chat_template`, `decode`, `eos_token_id`)
     tokenizer: Any
@@ -37,7 +55,10 @@ class InferenceEngine(ABC):
     def version(self) -> int: ...
 
     @abstractmethod
-    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion: ...
+    async def generate(
+        self, prompt_ids: list[int], sampling: SamplingParams, constraint: Constraint | None = None
+    ) -> Completion:
+        """Complete `prompt_ids`; `constraint` is only ever given to an engine with `supports_constraints`."""
 
     @abstractmethod
     async def load_weights(self, weights: Any) -> None:

@@ -10,8 +10,11 @@ Why it is built this way:
   own positions (explicit `position_ids`) and padding is masked, so a row's numbers do not depend on its
   neighbours.
 - Our own sampling loop rather than `model.generate`: we need the log-prob of every sampled token under
-  exactly the distribution it was drawn from (logits / temperature, before top-p), which the trainer
-  recomputes.
+  exactly the distribution the trainer recomputes (logits / temperature, before top-p and before a grammar
+  mask; see `ajet.core.engines.base`).
+- Constrained decoding (a `Constraint`: JSON schema, JSON object, tool-call structural tag) masks the
+  distribution a row samples from with xgrammar (`ajet.core.engines.grammar`); the token is drawn with the
+  same noise as an unconstrained one, so the grammar costs one bit test on most steps (see `_draw`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from ajet.core.constraints import Constraint
 from ajet.core.engines.base import InferenceEngine
+from ajet.core.engines.grammar import GrammarCompiler, RowGrammar
 from ajet.core.precision import autocast as precision_autocast
 from ajet.core.precision import autocast_dtype
 from ajet.core.types import Completion, SamplingParams, logprob_temperature
@@ -62,6 +67,8 @@ class _Request:
     logprobs: list[float] = field(default_factory=list)
     generator: torch.Generator | None = None
     version: int = 0
+    grammar: RowGrammar | None = None  # the request's constraint, if it has one
+    error: BaseException | None = None  # set when its grammar failed: the request fails alone
 
     @property
     def greedy(self) -> bool:
@@ -178,8 +185,11 @@ class TransformersEngine(InferenceEngine):
     Concurrent requests are batched continuously by one daemon worker thread, up to `max_batch_size` rows;
     a lone request waits `batch_wait_ms` for company before it starts; new prompts are prefilled in batches
     of at most `max_prefill_tokens` padded tokens. `load_weights` waits for the running rows to finish, holds
-    new ones, swaps weights and bumps `version`, so no completion mixes versions.
+    new ones, swaps weights and bumps `version`, so no completion mixes versions. A request may carry a
+    `Constraint` (constrained decoding, see `ajet.core.engines.grammar`).
     """
+
+    supports_constraints = True
 
     def __init__(
         self,
@@ -214,6 +224,7 @@ class TransformersEngine(InferenceEngine):
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._fast_head = _FastHead.find(model)
         self._version = 0
+        self._grammars = GrammarCompiler(tokenizer, self.vocab_size, self.eos_ids)
 
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
@@ -247,12 +258,16 @@ class TransformersEngine(InferenceEngine):
 
     # ---- the caller's side (any thread, any event loop) ----
 
-    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
+    async def generate(
+        self, prompt_ids: list[int], sampling: SamplingParams, constraint: Constraint | None = None
+    ) -> Completion:
         prompt = self._check_prompt(prompt_ids)
+        # Compiled off the event loop: a large schema takes milliseconds (cached after the first time).
+        grammar = await asyncio.to_thread(self._grammars.row, constraint) if constraint is not None else None
         loop = asyncio.get_running_loop()
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         max_tokens = min(sampling.max_tokens, self.max_context - len(prompt))
-        request = _Request(prompt, sampling, max_tokens, seed, loop, loop.create_future())
+        request = _Request(prompt, sampling, max_tokens, seed, loop, loop.create_future(), grammar=grammar)
         self._submit(request)
         try:
             return await request.future
@@ -463,12 +478,19 @@ class TransformersEngine(InferenceEngine):
         return out.logits[:, -1, :].float()
 
     def _sample(self, rows: list[_Request], logits: torch.Tensor) -> torch.Tensor:
-        """Pick each row's next token, recording its log-prob under logits / temperature (before top-p)."""
+        """Pick each row's next token (within its grammar, if it has one), recording its log-prob under
+        logits / temperature: before top-p and before the grammar's mask, which the trainer cannot apply."""
         temperatures = torch.tensor([logprob_temperature(r.sampling) for r in rows], device=logits.device)
         logp = torch.log_softmax(logits / temperatures[:, None], dim=-1)
         tokens = logp.argmax(dim=-1)
         for i, request in enumerate(rows):
-            if not request.greedy:
+            if request.grammar is not None:
+                try:
+                    tokens[i] = _pick_constrained(logp[i], request)
+                except Exception as exc:  # a grammar bug fails its own request, not the whole batch
+                    logger.exception("constrained sampling failed; failing its request")
+                    request.error = exc
+            elif not request.greedy:
                 tokens[i] = _draw(logp[i].exp(), request.sampling.top_p, request.generator)
         chosen = logp.gather(1, tokens[:, None])[:, 0].tolist()
         for request, token, logprob in zip(rows, tokens.tolist(), chosen, strict=True):
@@ -478,6 +500,8 @@ class TransformersEngine(InferenceEngine):
 
     def _finish(self, request: _Request) -> tuple[FinishReason, str] | None:
         """Whether the token just sampled ends the request, and with which reason and text."""
+        if request.error is not None:
+            return "stop", ""  # `_complete` fails it with the error
         if request.ids[-1] in self.eos_ids:
             return "stop", self._decode(request.ids)
         stops = [s for s in request.sampling.stop if s]
@@ -495,6 +519,9 @@ class TransformersEngine(InferenceEngine):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _complete(self, request: _Request, reason: FinishReason, text: str) -> None:
+        if request.error is not None:
+            self._fail(request, request.error)
+            return
         completion = Completion(
             ids=request.ids,
             logprobs=request.logprobs,
@@ -632,6 +659,33 @@ def _prefill_groups(requests: list[_Request], max_tokens: int) -> list[list[_Req
         else:
             groups.append([request])
     return groups
+
+
+def _pick_constrained(logp: torch.Tensor, request: _Request) -> int:
+    """The next token of a constrained row, from its distribution masked to what the grammar allows (top-p
+    applies to the masked distribution, as in vLLM). Accepts it into the grammar."""
+    grammar = request.grammar
+    assert grammar is not None
+    top_p = request.sampling.top_p
+    if request.greedy:
+        token = int(logp.argmax())
+        if not grammar.allows(token):
+            token = int(logp.masked_fill(~grammar.allowed(logp.device), float("-inf")).argmax())
+    else:
+        # Exponential race (see `_draw`) with one noise draw per step whatever happens, so a seeded request
+        # is reproducible. Without top-p, the unmasked winner, when allowed, is also the winner of the race
+        # restricted to the allowed tokens: the whole-vocabulary mask is needed only when it is not.
+        noise = torch.rand(logp.shape, generator=request.generator, device=logp.device).log_().neg_()
+        keys = logp - noise.log()  # argmax(log p_i - log E_i) = argmax(p_i / E_i)
+        token = int(keys.argmax()) if top_p >= 1.0 else -1
+        if token < 0 or not grammar.allows(token):
+            allowed = grammar.allowed(logp.device)
+            if top_p < 1.0:
+                masked = torch.log_softmax(logp.masked_fill(~allowed, float("-inf")), dim=-1).exp()
+                allowed = allowed & _nucleus(masked, top_p).bool()
+            token = int(keys.masked_fill(~allowed, float("-inf")).argmax())
+    grammar.accept(token)
+    return token
 
 
 def _draw(probs: torch.Tensor, top_p: float, generator: torch.Generator | None) -> int:

@@ -1,7 +1,8 @@
 """What answers a chat request behind the gateway.
 
-- `EngineChatBackend`: the policy. Renders the prompt, asks a token engine, parses tool calls; keeps the exact
-  prompt ids, completion ids and log-probs for training.
+- `EngineChatBackend`: the policy. Renders the prompt, asks a token engine (under the request's constraint,
+  see `gateway.grammar`), parses tool calls; keeps the exact prompt ids, completion ids and log-probs for
+  training.
 - `OpenAIChatBackend`: any OpenAI-compatible endpoint (a hosted model to debug a workflow against, or the
   `debug_model` of an agent that is not trained). No token ids come back from it.
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -17,12 +19,16 @@ from typing import Any
 
 import httpx
 
+from ajet.core.constraints import ConstraintError, ConstraintsUnavailableError
 from ajet.core.engines.base import InferenceEngine
+from ajet.core.gateway.grammar import request_constraint
 from ajet.core.gateway.limits import completion_room
 from ajet.core.gateway.render import ChatRenderer, RenderError
 from ajet.core.gateway.schemas import ChatCompletionRequest, GatewayError, logprobs_block, usage
 from ajet.core.gateway.tool_parsers import ParsedCompletion, ToolParser
 from ajet.core.types import Completion, SamplingParams
+
+logger = logging.getLogger(__name__)
 
 # Used when neither the engine nor its model says how long its context is.
 DEFAULT_CONTEXT_TOKENS = 8192
@@ -82,6 +88,7 @@ class EngineChatBackend(ChatBackend):
         # runs Python costs up to a 5 ms switch interval.
         rust = getattr(renderer.tokenizer, "_tokenizer", None)
         self._rust_tokenizer: Any = rust if callable(getattr(rust, "decode", None)) else None
+        self._warned_unconstrained = False
 
     async def complete(
         self, request: ChatCompletionRequest, *, known_completions: Mapping[str, str] | None = None
@@ -94,8 +101,28 @@ class EngineChatBackend(ChatBackend):
             raise GatewayError(400, str(exc), code="invalid_messages") from exc
         room = completion_room(len(prompt_ids), request, self.max_context_tokens)
         sampling = self.sampling_for(request, room)
+        constrained = request_constraint(request, self.tool_parser)
+        if constrained is not None and not self.engine.supports_constraints:
+            if not self._warned_unconstrained:
+                self._warned_unconstrained = True
+                logger.warning(
+                    "the engine %s cannot constrain decoding: requests with tool_choice 'required', a named "
+                    "function or response_format are generated unconstrained",
+                    type(self.engine).__name__,
+                )
+            constrained = None
         try:
-            completion = await self.engine.generate(prompt_ids, sampling)
+            if constrained is None:
+                completion = await self.engine.generate(prompt_ids, sampling)
+            else:
+                completion = await self.engine.generate(prompt_ids, sampling, constrained.constraint)
+        except ConstraintError as exc:
+            assert constrained is not None
+            raise GatewayError(
+                400, f"{constrained.param}: {exc}", code="invalid_constraint", param=constrained.param
+            ) from exc
+        except ConstraintsUnavailableError as exc:
+            raise GatewayError(500, str(exc), type="server_error", code="constraints_unavailable") from exc
         except Exception as exc:
             raise GatewayError(
                 500,

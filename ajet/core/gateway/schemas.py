@@ -202,6 +202,35 @@ class NamedToolChoice(_Lenient):
 ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
 
 
+class TextResponseFormat(_Lenient):
+    type: Literal["text"]
+
+
+class JsonObjectResponseFormat(_Lenient):
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(_Lenient):
+    # `schema` as the wire name (it would shadow a BaseModel attribute as a field name)
+    model_config = ConfigDict(extra="ignore", validate_by_name=True, serialize_by_alias=True)
+
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class JsonSchemaResponseFormat(_Lenient):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+#: `response_format`: the policy engine decodes under it (constrained decoding), see `gateway.grammar`
+ResponseFormat = Annotated[
+    TextResponseFormat | JsonObjectResponseFormat | JsonSchemaResponseFormat, Field(discriminator="type")
+]
+
+
 class StreamOptions(_Lenient):
     include_usage: StrictBool = False
 
@@ -233,7 +262,7 @@ class ChatCompletionRequest(_Lenient):
     logprobs: StrictBool = False
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
     n: StrictInt = 1
-    response_format: dict[str, Any] | None = None  # accepted; the engine has no constrained decoding
+    response_format: ResponseFormat | None = None
 
     @field_validator("n")
     @classmethod
@@ -252,6 +281,8 @@ class ChatCompletionRequest(_Lenient):
 
     @model_validator(mode="after")
     def _named_tool_exists(self) -> ChatCompletionRequest:
+        if self.tool_choice == "required" and not self.tools:
+            raise ValueError("tool_choice is 'required' but the request has no tools; send tools or drop it")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {tool.function.name for tool in self.tools or []}
             if self.tool_choice.function.name not in names:
