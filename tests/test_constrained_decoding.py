@@ -205,7 +205,7 @@ async def test_recorded_logprobs_are_the_unmasked_distribution(
     samples, _ = build_samples([(episode, calls)])
     model, tokenizer = tiny_model_and_tokenizer
     trainer = TrainingEngine(model, pad_id=tokenizer.pad_token_id)  # its defaults, as in a training run
-    recomputed = trainer.recompute_logprobs(samples, temperature=temperature)
+    recomputed = trainer.recompute_logprobs(samples)  # each call at its own recorded temperature
     for sample, new in zip(samples, recomputed, strict=True):
         mask = torch.tensor(sample.loss_mask, dtype=torch.bool)
         old, new_t = torch.tensor(sample.old_logprobs)[mask], torch.tensor(new)[mask]
