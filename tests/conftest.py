@@ -4,6 +4,7 @@ few tests that need real behaviour (marked `slow`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,14 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[Any]:
+    """An in-process TransformersEngine on the tiny model, one per test module (gateway and engine tests)."""
+    from ajet.core.engines.transformers_engine import TransformersEngine
+
+    model, tokenizer = tiny_model_and_tokenizer
+    engine = TransformersEngine(model, tokenizer)
+    yield engine
+    engine.close()

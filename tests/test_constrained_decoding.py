@@ -63,14 +63,6 @@ ANSWER_SCHEMA = {
 HI = [{"role": "user", "content": "Turn on the kitchen light."}]
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[TransformersEngine]:
-    model, tokenizer = tiny_model_and_tokenizer
-    engine = TransformersEngine(model, tokenizer)
-    yield engine
-    engine.close()
-
-
 def make_gateway(engine: TransformersEngine, parser: Any = None) -> Gateway:
     renderer = ChatRenderer(engine.tokenizer)
     backend = EngineChatBackend(engine, renderer, parser or HermesToolParser(), SamplingParams(max_tokens=96))

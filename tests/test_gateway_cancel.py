@@ -30,14 +30,6 @@ LONG = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8000, "te
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[TransformersEngine]:
-    model, tokenizer = tiny_model_and_tokenizer
-    engine = TransformersEngine(model, tokenizer)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def gateway(engine: TransformersEngine) -> Iterator[Gateway]:
     backend = EngineChatBackend(
         engine, ChatRenderer(engine.tokenizer), HermesToolParser(), SamplingParams(max_tokens=3)

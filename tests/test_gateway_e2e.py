@@ -40,14 +40,6 @@ TOOLS = [
 HI = [{"role": "user", "content": "What is 2+3?"}]
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[TransformersEngine]:
-    model, tokenizer = tiny_model_and_tokenizer
-    engine = TransformersEngine(model, tokenizer)
-    yield engine
-    engine.close()
-
-
 def make_gateway(engine: TransformersEngine, model_name: str = "ajet-policy") -> Gateway:
     backend = EngineChatBackend(
         engine, ChatRenderer(engine.tokenizer), HermesToolParser(), SamplingParams(max_tokens=6)

@@ -25,14 +25,6 @@ LIMIT = 64_000
 HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[TransformersEngine]:
-    model, tokenizer = tiny_model_and_tokenizer
-    engine = TransformersEngine(model, tokenizer)
-    yield engine
-    engine.close()
-
-
 def make_gateway(engine: TransformersEngine, **kwargs: Any) -> Gateway:
     sampling = SamplingParams(max_tokens=2, temperature=0)
     backend = EngineChatBackend(engine, ChatRenderer(engine.tokenizer), HermesToolParser(), sampling)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from ajet.core.engines.transformers_engine import TransformersEngine
 from ajet.core.gateway.app import Gateway
@@ -245,14 +244,6 @@ def _bad_message(rng: random.Random) -> tuple[str, bytes]:
     messages = [USER] * rng.randrange(3)
     messages.insert(rng.randrange(len(messages) + 1), message)
     return f"random message {message!r}"[:80], _dumps({"messages": messages, "max_tokens": 2})
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[TransformersEngine]:
-    model, tokenizer = tiny_model_and_tokenizer
-    engine = TransformersEngine(model, tokenizer)
-    yield engine
-    engine.close()
 
 
 async def test_every_malformed_body_gets_a_json_4xx(engine: TransformersEngine) -> None:

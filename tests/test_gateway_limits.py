@@ -26,14 +26,6 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_and_tokenizer: tuple[Any, Any]) -> Iterator[TransformersEngine]:
-    model, tokenizer = tiny_model_and_tokenizer
-    engine = TransformersEngine(model, tokenizer)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def gateway(engine: TransformersEngine) -> Iterator[Gateway]:
     renderer = ChatRenderer(engine.tokenizer)
     sampling = SamplingParams(max_tokens=256, temperature=0)  # the default is larger than any room left

@@ -16,6 +16,7 @@ import pytest
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
 from ajet.core.config import parse_config
 from ajet.core.engines.transformers_engine import TransformersEngine
+from ajet.core.gateway.keys import OpenAIEndpoint, split_untrained
 from ajet.core.rollout import RolloutExecutor
 from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.store.memory import MemoryStore
@@ -215,6 +216,30 @@ async def test_config_trainable_targets_reach_the_workflow_instance(runtime: Run
     # the workflow's own reward code sees the config's targets, and agrees with the tuner's routing
     assert overridden.metadata == {"seen": ["villager"], "tuner": ["villager"]}
     assert overridden.reward == 1.0
+
+
+class DebugEndpointDown(Workflow):
+    """An untrained role on a debug endpoint that refuses connections; the workflow swallows the error, as the
+    seed's werewolves code does."""
+
+    trainable_targets: list[str] | None = ["solver"]
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        down = OpenAIEndpoint(base_url="http://127.0.0.1:9/v1", api_key="none", model="judge")
+        client = tuner.as_raw_openai_sdk_client(agent_name="Bob", target_tag="critic", debug_model=down)
+        try:
+            await client.chat.completions.create(model="judge", messages=[{"role": "user", "content": "hi"}])
+        except Exception:
+            return WorkflowOutput(reward=-0.1)
+        return WorkflowOutput(reward=1.0)
+
+
+async def test_a_failing_debug_endpoint_is_counted_on_the_episode(runtime: Runtime) -> None:
+    executor = RolloutExecutor(runtime, DebugEndpointDown)
+    executor.settings.group_size = 1
+    (episode,) = await executor.run(TASKS[:1])
+    assert episode.status == EpisodeStatus.OK and episode.reward == -0.1
+    assert split_untrained(episode.untrained_calls) == ({"critic": 1}, {"critic": 1})
 
 
 class RolesRewarded(Workflow):

@@ -81,15 +81,6 @@ def tiny_config(tmp: Path, tiny_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-model")
-    model, tokenizer = build_tiny_model(seed=0)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def train_run(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> tuple[Path, list[Sample]]:
     """One real training step into a SQLite store in a run directory; returns it and the samples the trainer
     passed to its update."""

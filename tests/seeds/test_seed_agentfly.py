@@ -66,17 +66,6 @@ def agent_config(directory: Path, model: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ajet.core.models import build_tiny_model
-
-    directory = tmp_path_factory.mktemp("tiny-model")
-    model, tokenizer = build_tiny_model(seed=0)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.parametrize("model", ["tiny", pytest.param("smollm2-135m-instruct", marks=pytest.mark.slow)])
 def test_agentfly_seed_tokenize_trajectories(
     model: str,

@@ -20,7 +20,6 @@ import yaml
 from ajet import LabeledTask
 from ajet.core.config import parse_config
 from ajet.core.loading import load_workflow_factory
-from ajet.core.models import build_tiny_model
 from tests.adapters.scripted_engine import run_scripted, tool_call
 from tests.examples.cli import debug_episodes
 
@@ -31,15 +30,6 @@ TASKS = [
     {"task_id": "capital", "main_query": "What is the capital of France?", "label": "Paris"},
     {"task_id": "sum", "main_query": "What is 2 + 3?", "label": "5"},
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-model")
-    model, tokenizer = build_tiny_model(seed=0)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def write_config(tmp_path: Path, tiny_dir: Path, workflow: str, args: dict[str, Any] | None = None) -> Path:

@@ -233,6 +233,13 @@ class Gateway:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return _error(GatewayError(400, "the client disconnected", code="client_disconnected"))
+            except GatewayError:
+                if not binding.trainable:
+                    # An untrained agent's call that failed (its debug endpoint is down, say) is counted as a
+                    # failed untrained call, as a native debug model's is: a workflow that swallows the error
+                    # still leaves a trace in the episode and the `ajet debug` table.
+                    self.keys.count_untrained(binding.episode_id, binding.target_tag, failed=True)
+                raise
             self._record(binding, raw, result, time.perf_counter() - started)
             return self._respond(chat, result, self.model_name if backend is self.backend else result.model)
         except GatewayError as exc:
