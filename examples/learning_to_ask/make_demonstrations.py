@@ -44,7 +44,7 @@ def demonstration(case: Case, rng: random.Random) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Write the scripted demonstrations for warm_start.yaml.")
-    parser.add_argument("--count", type=int, default=128, help="how many demonstrations (default 128)")
+    parser.add_argument("--count", type=int, default=256, help="how many demonstrations (default 256)")
     parser.add_argument("--out", type=Path, default=HERE / "data" / "demonstrations.jsonl")
     args = parser.parse_args()
     rng = random.Random(0)
