@@ -45,6 +45,7 @@ def plugins_command(
         "tool_parsers": sorted(registry.tool_parsers),
         "task_sources": sorted(registry.task_sources),
         "judgers": sorted(registry.judgers),
+        "weight_syncs": sorted(registry.weight_syncs),
         "algorithms": sorted(registry.algorithms),
     }
     failures = [

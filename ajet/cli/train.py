@@ -15,6 +15,8 @@ from rich.markup import escape
 from ajet.cli.errors import fail
 from ajet.cli.overrides import SET_HELP, parse_overrides
 from ajet.core.config import AjetConfig, ConfigError, load_config
+from ajet.core.engines.base import EngineUnavailableError
+from ajet.core.engines.vllm_server import VllmServerError
 from ajet.core.loading import load_workflow_factory
 from ajet.core.models import ModelNotFoundError
 from ajet.core.plugins import PluginError, PluginRegistry, load_registry
@@ -22,6 +24,7 @@ from ajet.core.preflight import check_run
 from ajet.core.runtime import build_runtime
 from ajet.core.tasks import TaskSourceError
 from ajet.core.workflow import Workflow
+from ajet.trainer.weight_sync.base import WeightSyncError
 
 if TYPE_CHECKING:
     from ajet.trainer.checkpoint import Checkpoint
@@ -77,6 +80,14 @@ def train_command(
         fail(console, "configuration error", f"model.path: {exc}")
     except (ConfigError, PluginError, ValueError) as exc:
         fail(console, "error", exc)
+    except (EngineUnavailableError, VllmServerError, WeightSyncError) as exc:
+        where = config.resolved_run_dir()
+        fail(
+            console,
+            "engine error",
+            f"{exc}\nThe run stopped before training on the failed step; continue it with: "
+            f"ajet train --resume {where}",
+        )
 
 
 async def _train(
@@ -88,8 +99,11 @@ async def _train(
 ) -> None:
     from ajet.trainer.loop import Trainer
 
-    with console.status(escape(f"loading {config.model.path} ...")):
+    if config.engine.kind == "vllm":  # the server start shows its own progress
         runtime = await build_runtime(config, registry)
+    else:
+        with console.status(escape(f"loading {config.model.path} ...")):
+            runtime = await build_runtime(config, registry)
     try:
         trainer = Trainer(config, runtime, make_workflow, resume=checkpoint, console=console)
         if checkpoint is not None:

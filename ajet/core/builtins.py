@@ -27,6 +27,13 @@ def transformers_engine(config: AjetConfig) -> Any:
     )
 
 
+def vllm_engine(config: AjetConfig) -> Any:
+    """A vLLM server (started by ajet with `launch`, or yours at `base_url`): trainable, weights pushed to it."""
+    from ajet.core.engines.vllm_engine import engine_from_config
+
+    return engine_from_config(config)
+
+
 def openai_endpoint(config: AjetConfig) -> Any:
     """Any OpenAI-compatible endpoint: for debugging a workflow against a hosted or local server model."""
     from ajet.core.gateway.backends import OpenAIChatBackend
@@ -39,6 +46,7 @@ def openai_endpoint(config: AjetConfig) -> Any:
 @hookimpl
 def register_engines(register: Any) -> None:
     register("transformers", transformers_engine)
+    register("vllm", vllm_engine)
     register("openai", openai_endpoint)
 
 

@@ -76,37 +76,109 @@ class ModelConfig(_Section):
     served_name: str = Field("ajet-policy", description="the model name the gateway reports in /v1/models")
 
 
+class VllmLaunchConfig(_Section):
+    """How ajet starts a vLLM server itself (`engine: {kind: vllm, launch: {...}}`)."""
+
+    python: str | None = Field(
+        None,
+        description="the python of the environment vLLM is installed in, e.g. .venv-vllm/bin/python (see "
+        "scripts/setup-vllm-cpu.sh); runs `python -m vllm.entrypoints.openai.api_server`",
+    )
+    command: list[str] | None = Field(
+        None,
+        description="instead of python: the command that starts the server, e.g. [vllm, serve]; ajet appends "
+        "the model and its flags",
+    )
+    args: list[str] = Field(
+        default_factory=list, description="extra server flags, e.g. ['--gpu-memory-utilization', '0.5']"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra environment variables for the server, e.g. {VLLM_CPU_KVCACHE_SPACE: '2'}",
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="the loopback port; default: a free one picked at start"
+    )
+    max_model_len: int = Field(4096, ge=64, description="the server's context length in tokens, e.g. 4096")
+    enforce_eager: bool | None = Field(
+        None,
+        description="no torch.compile/CUDA graphs (a CPU server starts in about a minute instead of several); "
+        "default: true when model.device is cpu",
+    )
+    startup_timeout_s: float = Field(
+        900.0, gt=0, description="seconds to wait for the server's /health before giving up, e.g. 900"
+    )
+    max_lora_rank: int | None = Field(
+        None, ge=1, description="--max-lora-rank for LoRA training; default: train.lora.r"
+    )
+
+    @model_validator(mode="after")
+    def _python_or_command(self) -> VllmLaunchConfig:
+        if self.python and self.command:
+            raise ValueError("give launch.python or launch.command, not both")
+        if not self.python and not self.command:
+            raise ValueError(
+                "launch needs python: the python of the environment vLLM is installed in, e.g. "
+                "launch: {python: .venv-vllm/bin/python} (bash scripts/setup-vllm-cpu.sh .venv-vllm builds one)"
+            )
+        return self
+
+
 class EngineConfig(_Section):
     kind: str = Field(
         "transformers",
-        description="'transformers' (in-process, trainable), 'openai' (any OpenAI-compatible endpoint, debugging "
-        "only), or an engine a plugin registers",
+        description="'transformers' (in-process, trainable), 'vllm' (a vLLM server, trainable: weights are "
+        "pushed to it), 'openai' (any OpenAI-compatible endpoint, debugging only), or an engine a plugin registers",
     )
     max_batch_size: int = Field(32, ge=1, description="most requests decoded together, e.g. 32")
     batch_wait_ms: float = Field(
         2.0, ge=0, description="how long to wait for more requests before a batch, e.g. 2"
     )
     base_url: str | None = Field(
-        None, description="for kind 'openai': the endpoint, e.g. http://127.0.0.1:8000/v1"
+        None,
+        description="for kind 'openai': the endpoint, e.g. http://127.0.0.1:8000/v1; for kind 'vllm': a server "
+        "you started, e.g. http://127.0.0.1:8000 (or use launch)",
     )
     api_key: str | None = Field(None, description="for kind 'openai': the API key (or use api_key_env)")
     api_key_env: str | None = Field(
         None, description="for kind 'openai': environment variable holding the key"
     )
     remote_model: str | None = Field(
-        None, description="for kind 'openai': the model name to ask the endpoint for"
+        None,
+        description="for kind 'openai': the model name to ask the endpoint for; for kind 'vllm' with base_url: "
+        "the name the server serves (default: the only one it lists)",
+    )
+    launch: VllmLaunchConfig | None = Field(
+        None,
+        description="for kind 'vllm': ajet starts the server itself, e.g. {python: .venv-vllm/bin/python}",
+    )
+    weight_sync: str = Field(
+        "auto",
+        description="how trained weights reach the engine: 'auto' (the engine's default), 'shared_module', "
+        "'vllm_reload', 'vllm_lora', 'vllm_nccl', or a method a plugin registers",
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="for kind 'vllm': seconds one completion may take on the server"
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="options for an engine a plugin registers"
     )
 
     @model_validator(mode="after")
-    def _openai_needs_endpoint(self) -> EngineConfig:
+    def _endpoint_settings(self) -> EngineConfig:
         if self.kind == "openai":
             if not self.base_url:
                 raise ValueError("kind 'openai' needs base_url, e.g. base_url: http://127.0.0.1:8000/v1")
             if not self.remote_model:
                 raise ValueError("kind 'openai' needs remote_model, the model name the endpoint serves")
+        if self.kind == "vllm":
+            if bool(self.base_url) == (self.launch is not None):
+                raise ValueError(
+                    "kind 'vllm' needs either base_url (a server you run, e.g. http://127.0.0.1:8000) or launch "
+                    "(ajet starts one, e.g. launch: {python: .venv-vllm/bin/python}), not both"
+                )
+        elif self.launch is not None:
+            raise ValueError(f"launch is for kind 'vllm', not {self.kind!r}; remove it or write kind: vllm")
         return self
 
 

@@ -50,3 +50,9 @@ def register_algorithms(register: Callable[[str, str, Callable[..., Any]], None]
 @hookspec
 def register_task_sources(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register procedural task generators by name: `register("name", fn)`; `fn(**kwargs)` yields tasks."""
+
+
+@hookspec
+def register_weight_syncs(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register ways to move trained weights into an inference engine: `register("name", factory)`;
+    `factory(engine, config) -> ajet.trainer.weight_sync.WeightSync`. Chosen by `engine.weight_sync`."""

@@ -82,6 +82,7 @@ class PluginRegistry:
     tool_parsers: dict[str, Registered] = field(default_factory=dict)
     task_sources: dict[str, Registered] = field(default_factory=dict)
     judgers: dict[str, Registered] = field(default_factory=dict)
+    weight_syncs: dict[str, Registered] = field(default_factory=dict)
     #: (kind, name) -> function, for the trainer's algorithm registries
     algorithms: dict[str, Registered] = field(default_factory=dict)
 
@@ -105,6 +106,9 @@ class PluginRegistry:
 
     def engine_factory(self, name: str) -> Callable[..., Any]:
         return self._get(self.engines, name, "engine", "engine.kind").value
+
+    def weight_sync_factory(self, name: str) -> Callable[..., Any]:
+        return self._get(self.weight_syncs, name, "weight sync", "engine.weight_sync").value
 
     def tool_parser_factory(self, name: str) -> Callable[[], Any]:
         return self._get(self.tool_parsers, name, "tool parser", "gateway.tool_parser").value
@@ -201,6 +205,7 @@ def collect_registry(pm: pluggy.PluginManager) -> PluginRegistry:
     run("register_tool_parsers", registry.tool_parsers, lambda name, factory: (name, factory))
     run("register_task_sources", registry.task_sources, lambda name, fn: (name, fn))
     run("register_judgers", registry.judgers, lambda name, fn: (name, fn))
+    run("register_weight_syncs", registry.weight_syncs, lambda name, factory: (name, factory))
     run("register_algorithms", registry.algorithms, lambda kind, name, fn: (f"{kind}:{name}", fn))
     _check_method_clashes(registry)
     return registry

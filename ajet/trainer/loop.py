@@ -6,7 +6,7 @@
         samples   = build_samples(episodes + calls)      # merged timelines, loss masks, behaviour log-probs
         advantages per (task, target_tag) group, broadcast to samples
         for epoch in ppo_epochs: for mini-batch: one optimizer step
-        engine.load_weights(policy)                      # the next rollouts use the new weights
+        weight_sync.push(policy, version=step)           # the next rollouts use the new weights
         validate / checkpoint every k steps
 
 The trainer reads recorded episodes through the store; it never imports an adapter.
@@ -26,6 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ajet.core.config import AjetConfig, ConfigError, TrainConfig
 from ajet.core.gateway.render import ChatRenderer
+from ajet.core.models import load_model
+from ajet.core.plugins import PluginError
+from ajet.core.precision import autocast_dtype
 from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import Runtime
 from ajet.core.tasks import load_tasks, resolve_path
@@ -46,6 +49,7 @@ from ajet.trainer.engine import LossSettings, OptimizerSettings, TrainingEngine
 from ajet.trainer.metrics import MetricsLogger
 from ajet.trainer.policy import frozen_copy, prepare_policy
 from ajet.trainer.samples import Sample, assign_advantages, build_samples, compute_episode_advantages
+from ajet.trainer.weight_sync import WeightSync
 
 
 @dataclass
@@ -82,9 +86,10 @@ class Trainer:
         resume: Checkpoint | None = None,
         console: Console | None = None,
     ) -> None:
-        if runtime.engine is None or not hasattr(runtime.engine, "model"):
+        if runtime.engine is None:
             raise ValueError(
-                f"engine.kind {config.engine.kind!r} cannot be trained in-process; use engine.kind: transformers"
+                f"engine.kind {config.engine.kind!r} serves a model ajet cannot update; to train, use engine.kind "
+                "transformers (in-process) or vllm (a vLLM server)"
             )
         self.config = config
         self.runtime = runtime
@@ -110,8 +115,21 @@ class Trainer:
             self.train_tasks = self._load_split("train")
             self.cursor = TaskCursor(len(self.train_tasks), seed=config.seed)
 
-        model = self.engine.model
+        # The trainer owns its policy. An in-process engine generates with that very module (nothing to copy);
+        # any other engine gets the weights pushed after each update (self.weight_sync).
+        model = self.engine.shared_module()
+        if model is None:
+            with self.console.status(f"loading the policy {config.model.path} ..."):
+                model, _ = load_model(config.model.path, dtype=config.model.dtype, device=config.model.device)
         self.policy = prepare_policy(model, self.train.lora, resume.model_dir if resume else None)
+        sync_name = config.engine.weight_sync
+        if sync_name == "auto":
+            sync_name = self.engine.default_weight_sync(self.train.lora.enabled)
+        try:
+            factory = runtime.registry.weight_sync_factory(sync_name)
+        except PluginError as exc:
+            raise ConfigError(str(exc)) from None
+        self.weight_sync: WeightSync = factory(self.engine, config)
         reference = None
         if self.train.kl_coef > 0 and not self.train.lora.enabled:
             reference = frozen_copy(model)
@@ -133,7 +151,7 @@ class Trainer:
             share_prefixes=self.train.share_prompts,
             reference_model=reference,
             # the engine's own autocast, so recomputed log-probs match the recorded ones
-            autocast_to=getattr(self.engine, "autocast_dtype", None),
+            autocast_to=getattr(self.engine, "autocast_dtype", autocast_dtype(config.model.autocast)),
         )
         self.loss = LossSettings(
             policy_loss="nll" if self.train.algorithm == "sft" else self.train.policy_loss,
@@ -206,9 +224,10 @@ class Trainer:
             run_name=self.config.name,
             config=self.config.model_dump(mode="json"),
         )
+        await self.weight_sync.start(self.policy)
         if self.resume is not None:
             restore_rng(self.resume.state["rng"])
-            await self.engine.load_weights(self.policy)
+            await self.push_weights()  # the engine serves the resumed weights, as version `step`
         started = time.perf_counter()
         try:
             if self.step == 0:
@@ -248,6 +267,7 @@ class Trainer:
                 self.save()
         finally:
             logger.close()
+            await self.weight_sync.aclose()
         result.final_step = self.step
         return result
 
@@ -255,7 +275,7 @@ class Trainer:
         if self.train.algorithm == "sft":
             batch = self.cursor.take(self.demonstrations, self.train.tasks_per_step)
             metrics = self.update(batch, step)
-            await self.engine.load_weights(self.policy)
+            metrics.update(await self.push_weights())
             return metrics
         rollout_started = time.perf_counter()
         tasks = self.cursor.take(self.train_tasks, self.train.tasks_per_step)
@@ -263,6 +283,9 @@ class Trainer:
             self.config.rollout.group_size, seed=self.config.seed * 7919 + step
         ).run(tasks)
         rollout_s = time.perf_counter() - rollout_started
+        # An engine that died (a vLLM server that exited) failed this step's episodes: stop here rather than
+        # train on them; the run resumes from its last checkpoint.
+        self.engine.check_health()
         pairs = [(e, self.runtime.store.calls(e.episode_id)) for e in episodes]
         samples, stats = build_samples(pairs)
         metrics = episode_metrics(episodes, "rollout")
@@ -281,8 +304,12 @@ class Trainer:
         metrics["samples/trained"] = float(len(samples))
         if samples:
             metrics.update(self.update(samples, step))
-            await self.engine.load_weights(self.policy)
+            metrics.update(await self.push_weights())
         return metrics
+
+    async def push_weights(self) -> dict[str, float]:
+        """Serve the policy as version `self.step` (the number of updates it has had)."""
+        return await self.weight_sync.push(self.policy, self.step)
 
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
         """ppo_epochs passes over the samples, each split into mini_batches optimizer steps."""

@@ -15,6 +15,15 @@ from ajet.core.constraints import Constraint
 from ajet.core.types import Completion, SamplingParams
 
 
+class EngineRequestError(ValueError):
+    """The engine cannot serve this request as asked (the gateway answers 400 with the message)."""
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot serve any request: its server is unreachable or died (the message says where its log
+    is). The trainer stops on it instead of training on a step of failed episodes."""
+
+
 class InferenceEngine(ABC):
     """Async token-in, token-out generation.
 
@@ -36,7 +45,8 @@ class InferenceEngine(ABC):
       outputs vLLM applies the grammar bitmask to the logits *before* that, so its returned log-probs of a
       constrained request are of the masked distribution, not of this one.
     - An invalid constraint raises `ajet.core.constraints.ConstraintError` (the gateway answers 400).
-    - `version` increases by one each time `load_weights` succeeds; completions carry the version they came from.
+    - `version` is the policy version being served: `load_weights(w, version)` sets it (without one it
+      increases by one); completions carry the version they came from.
     - Cancelling the task that awaits `generate` (the gateway does when the client disconnects or times out)
       stops the generation: the request leaves the batch at the next decode step and frees its slot (a
       remote engine aborts it on its server). Nothing is returned or recorded for it.
@@ -61,8 +71,21 @@ class InferenceEngine(ABC):
         """Complete `prompt_ids`; `constraint` is only ever given to an engine with `supports_constraints`."""
 
     @abstractmethod
-    async def load_weights(self, weights: Any) -> None:
-        """Serve new weights from now on (a state dict, or the trainer's own module for in-process engines)."""
+    async def load_weights(self, weights: Any, version: int | None = None) -> None:
+        """Serve new weights from now on, as `version` (default: the current version + 1): a state dict, or the
+        trainer's own module for in-process engines. Weight syncs (`ajet.trainer.weight_sync`) call this."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release threads, sockets or GPU memory."""
+
+    def check_health(self) -> None:  # noqa: B027 - optional hook: an in-process engine is always there
+        """Raise `EngineUnavailableError` if the engine can no longer serve (e.g. its server process died)."""
+
+    def shared_module(self) -> Any:
+        """The `torch.nn.Module` this engine generates with, when the trainer may train that very module in
+        place (in-process engines); None when the trainer must load its own policy and push weights to it."""
+        return None
+
+    def default_weight_sync(self, lora: bool) -> str:
+        """The weight-sync method (`ajet.trainer.weight_sync`) that `engine.weight_sync: auto` picks."""
+        return "shared_module"

@@ -80,6 +80,7 @@ class _LoadWeights:
     weights: Any
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
+    version: int | None = None
 
 
 _WAKE = object()  # put on the queue by close() to wake a worker blocked on an empty queue
@@ -251,6 +252,9 @@ class TransformersEngine(InferenceEngine):
     def version(self) -> int:
         return self._version
 
+    def shared_module(self) -> Any:
+        return self.model
+
     @property
     def active_requests(self) -> int:
         """Requests the worker holds (decoding, or waiting for a slot); a snapshot, read from any thread."""
@@ -275,8 +279,8 @@ class TransformersEngine(InferenceEngine):
             request.cancelled = True
             raise
 
-    async def load_weights(self, weights: Any) -> None:
-        """Serve `weights` from the next batch on.
+    async def load_weights(self, weights: Any, version: int | None = None) -> None:
+        """Serve `weights` from the next batch on, as `version` (default: the current version + 1).
 
         `weights` is a state dict (copied in; keys the model lacks are an error, keys it has but the dict
         lacks keep their values) or an `nn.Module`: the engine's own model or a module wrapping it, such as
@@ -284,7 +288,7 @@ class TransformersEngine(InferenceEngine):
         is copied).
         """
         loop = asyncio.get_running_loop()
-        command = _LoadWeights(weights, loop, loop.create_future())
+        command = _LoadWeights(weights, loop, loop.create_future(), version)
         self._submit(command)
         await command.future
 
@@ -548,7 +552,7 @@ class TransformersEngine(InferenceEngine):
         except Exception as exc:
             _settle(command.loop, command.future, exc)
             return
-        self._version += 1
+        self._version = command.version if command.version is not None else self._version + 1
         _settle(command.loop, command.future, None)
 
     def _copy_weights(self, weights: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from ajet.core.constraints import ConstraintError, ConstraintsUnavailableError
-from ajet.core.engines.base import InferenceEngine
+from ajet.core.engines.base import EngineRequestError, EngineUnavailableError, InferenceEngine
 from ajet.core.gateway.grammar import request_constraint
 from ajet.core.gateway.limits import completion_room
 from ajet.core.gateway.render import ChatRenderer, RenderError
@@ -123,6 +123,10 @@ class EngineChatBackend(ChatBackend):
             ) from exc
         except ConstraintsUnavailableError as exc:
             raise GatewayError(500, str(exc), type="server_error", code="constraints_unavailable") from exc
+        except EngineRequestError as exc:
+            raise GatewayError(400, str(exc), code="unsupported_request") from exc
+        except EngineUnavailableError as exc:
+            raise GatewayError(503, str(exc), type="server_error", code="engine_unavailable") from exc
         except Exception as exc:
             raise GatewayError(
                 500,
