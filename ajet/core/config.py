@@ -160,6 +160,16 @@ class EngineConfig(_Section):
     request_timeout_s: float = Field(
         600.0, gt=0, description="for kind 'vllm': seconds one completion may take on the server"
     )
+    verify_pushes: bool = Field(
+        True,
+        description="after each weight push to a separate engine (vllm), check with one short completion that "
+        "it serves exactly the trainer's weights; a mismatch stops the run",
+    )
+    verify_tolerance: float | None = Field(
+        None,
+        gt=0,
+        description="largest log-prob difference verify_pushes accepts; default 1e-3 in float32, 0.15 in bf16",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="options for an engine a plugin registers"
     )

@@ -50,6 +50,7 @@ from ajet.trainer.metrics import MetricsLogger
 from ajet.trainer.policy import frozen_copy, prepare_policy
 from ajet.trainer.samples import Sample, assign_advantages, build_samples, compute_episode_advantages
 from ajet.trainer.weight_sync import WeightSync
+from ajet.trainer.weight_sync.verify import check_served_policy, default_tolerance
 
 
 @dataclass
@@ -228,6 +229,8 @@ class Trainer:
         if self.resume is not None:
             restore_rng(self.resume.state["rng"])
             await self.push_weights()  # the engine serves the resumed weights, as version `step`
+        else:
+            await self.verify_served()  # version 0: the engine serves model.path as the trainer loaded it
         started = time.perf_counter()
         try:
             if self.step == 0:
@@ -308,8 +311,23 @@ class Trainer:
         return metrics
 
     async def push_weights(self) -> dict[str, float]:
-        """Serve the policy as version `self.step` (the number of updates it has had)."""
-        return await self.weight_sync.push(self.policy, self.step)
+        """Serve the policy as version `self.step` (the number of updates it has had), and check that the engine
+        now serves exactly it (see `weight_sync.verify`)."""
+        metrics = await self.weight_sync.push(self.policy, self.step)
+        metrics.update(await self.verify_served())
+        return metrics
+
+    async def verify_served(self) -> dict[str, float]:
+        engine = self.config.engine
+        if not engine.verify_pushes or self.engine.shared_module() is not None:
+            return {}  # an in-process engine generates with the policy module itself
+        tolerance = engine.verify_tolerance or default_tolerance(
+            self.config.model.dtype, self.config.model.autocast
+        )
+        diff = await check_served_policy(
+            self.engine, self.policy, self.step, tolerance, self.training.autocast_to
+        )
+        return {"weight_sync/verify_max_diff": diff}
 
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
         """ppo_epochs passes over the samples, each split into mini_batches optimizer steps."""

@@ -318,11 +318,20 @@ def engine_from_config(
         launch = engine_config.launch
         lora = config.train.lora
         port = launch.port or free_port()
+        if engine_config.weight_sync != "vllm_lora" and not (
+            lora.enabled and engine_config.weight_sync == "auto"
+        ):
+            from ajet.core.engines.vllm_model import untied_model_dir
+
+            # full-weight pushes: vLLM's in-place reload breaks tied heads (see vllm_model)
+            server_model_dir = str(untied_model_dir(Path(model_dir)))
+        else:
+            server_model_dir = model_dir
         where = Path(run_dir) if run_dir is not None else config.resolved_run_dir()
         argv = server_argv(
             python=launch.python,
             command=launch.command,
-            model_dir=model_dir,
+            model_dir=server_model_dir,
             served_name=config.model.served_name,
             port=port,
             dtype=config.model.autocast if config.model.autocast != "none" else config.model.dtype,

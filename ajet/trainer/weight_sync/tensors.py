@@ -25,22 +25,22 @@ def merged_lora(policy: Any) -> Iterator[torch.nn.Module]:
 
 
 def hf_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """`model`'s weights under their Hugging Face checkpoint names, detached and contiguous (safetensors needs
-    both). A merged peft model's `...q_proj.base_layer.weight` is the checkpoint's `...q_proj.weight`; adapter
-    tensors are dropped. A tied output head (same storage as the embeddings) is left out, as a Hugging Face
-    checkpoint does: loaders tie it again."""
-    tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
-    embeddings = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    """`model`'s weights under their Hugging Face checkpoint names, detached, contiguous and on the CPU. A merged
+    peft model's `...q_proj.base_layer.weight` is the checkpoint's `...q_proj.weight`; adapter tensors are
+    dropped. A tied output head is written out as its own copy of the embeddings: the server ajet launches is
+    started untied (see `ajet.core.engines.vllm_model`), and safetensors refuses two names for one storage."""
     out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
     for name, tensor in model.state_dict().items():
         if "lora_" in name:
             continue
         name = name.replace(".base_layer.", ".")
-        is_tied_head = embeddings is not None and tensor.data_ptr() == embeddings.data_ptr()
-        if tied and name.endswith("lm_head.weight") and is_tied_head:
-            continue
         tensor = tensor.detach()
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
-        out[name] = tensor.contiguous().cpu()
+        tensor = tensor.contiguous().cpu()
+        if tensor.data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        out[name] = tensor
     return out
