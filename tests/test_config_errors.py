@@ -50,6 +50,22 @@ class Case:
 
 CASES: dict[str, Case] = {
     # -- issue 9 item 13 --------------------------------------------------------------------------------------
+    # -- issue 10: engine.kind vllm -------------------------------------------------------------------------
+    "vllm with neither base_url nor launch": Case(
+        BASE + "engine: {kind: vllm}\n",
+        ("engine", "base_url", "launch", "python"),
+        commands=BOTH,
+    ),
+    "vllm launch without python or command": Case(
+        BASE + "engine: {kind: vllm, launch: {max_model_len: 2048}}\n",
+        ("engine.launch", "python", "scripts/setup-vllm-cpu.sh"),
+        commands=BOTH,
+    ),
+    "launch on another engine kind": Case(
+        BASE + "engine: {kind: transformers, launch: {python: /usr/bin/python3}}\n",
+        ("launch", "kind: vllm"),
+        commands=BOTH,
+    ),
     "model path missing": Case(
         BASE + "model: {path: /nope}\n",
         ("model.path", "/nope", "a .gguf file", "smollm2-135m-instruct"),

@@ -85,6 +85,10 @@ class VllmServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid_path(self) -> Path:
+        return self.log_path.with_suffix(".pid")
+
+    @property
     def returncode(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
@@ -123,6 +127,8 @@ class VllmServer:
             ) from None
         finally:
             log.close()
+        # Where a user (or a test) finds the server to inspect or stop it.
+        self.pid_path.write_text(f"{self.process.pid}\n")
         atexit.register(self.stop)
         try:
             self._wait_healthy(show_progress)
@@ -161,19 +167,21 @@ class VllmServer:
                 time.sleep(1.0)
 
     def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM the server's process group, SIGKILL it after `timeout_s`; safe to call twice."""
         process = self.process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+        if process is not None:
+            self.pid_path.unlink(missing_ok=True)
 
 
 def server_argv(

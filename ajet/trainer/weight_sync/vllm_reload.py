@@ -7,7 +7,7 @@ started with VLLM_SERVER_DEV_MODE=1; ajet's launcher sets it). New requests wait
 first (`VLLMEngine.updating`), so no completion mixes versions. The previous version's directory is deleted
 once the new one is served. It works for CPU and GPU servers alike; on GPUs `vllm_nccl` skips the files.
 
-A LoRA policy is merged for the push (and unmerged after), so a server without LoRA support can serve it.
+A LoRA policy is pushed with its adapters added to the base weights, so a server without LoRA support can serve it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ajet.trainer.weight_sync.base import WeightSync, WeightSyncError, describe_metrics, named_tensors_bytes
-from ajet.trainer.weight_sync.tensors import hf_state_dict, merged_lora
+from ajet.trainer.weight_sync.tensors import policy_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -80,8 +80,8 @@ class VllmReloadSync(WeightSync):
         import torch
         from safetensors.torch import save_file
 
-        with torch.no_grad(), merged_lora(policy) as model:
-            tensors = hf_state_dict(model, self.dtype)
+        with torch.no_grad():
+            tensors = policy_state_dict(policy, self.dtype)
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
