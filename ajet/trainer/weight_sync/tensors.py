@@ -31,9 +31,9 @@ def policy_state_dict(policy: Any, dtype: torch.dtype | None = None) -> dict[str
 
 def hf_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """`model`'s weights under their Hugging Face checkpoint names, copied (never views of the model),
-    contiguous and on the CPU. A peft model's `...q_proj.base_layer.weight` is the checkpoint's `...q_proj.weight`; adapter tensors are
-    dropped. A tied output head is written out as its own copy of the embeddings: the server ajet launches for
-    full-weight pushes is started untied (see `ajet.core.engines.vllm_model`)."""
+    contiguous and on the CPU. A peft model's `...q_proj.base_layer.weight` is the checkpoint's
+    `...q_proj.weight`; adapter tensors are dropped. A tied output head is written out as its own copy of the
+    embeddings: a server that gets full-weight pushes is started untied (see `ajet.core.engines.vllm_model`)."""
     out: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
         if "lora_" in name:
