@@ -44,6 +44,11 @@ class VersionGate:
         return self._version
 
     @property
+    def updating(self) -> bool:
+        """A push has closed the gate (it is draining or swapping)."""
+        return self._updating
+
+    @property
     def active(self) -> int:
         """Requests admitted and not yet finished."""
         return self._active

@@ -116,6 +116,11 @@ class VLLMEngine(InferenceEngine):
     def active_requests(self) -> int:
         return self._gate.active
 
+    @property
+    def pushing(self) -> bool:
+        """A weight push holds new requests back (it waits for the running ones, then swaps)."""
+        return self._gate.updating
+
     async def generate(
         self, prompt_ids: list[int], sampling: SamplingParams, constraint: Constraint | None = None
     ) -> Completion:
