@@ -157,7 +157,9 @@ async def test_an_unreachable_vllm_server_is_a_clear_error(tiny_model_and_tokeni
 
     _, tokenizer = tiny_model_and_tokenizer
     engine = _vllm_engine(tokenizer)
-    with pytest.raises(EngineUnavailableError, match=r"cannot reach the vLLM server at http://127\.0\.0\.1:9"):
+    with pytest.raises(
+        EngineUnavailableError, match=r"cannot reach the vLLM server at http://127\.0\.0\.1:9"
+    ):
         await engine.generate([1, 2], SamplingParams(max_tokens=2))
     await engine.aclose()
 

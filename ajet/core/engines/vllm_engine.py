@@ -167,10 +167,22 @@ class VLLMEngine(InferenceEngine):
                 self._route = route
 
     async def reload_weights(self, weights_path: str) -> None:
-        """Reload every weight in place from `weights_path` (needs VLLM_SERVER_DEV_MODE=1 on the server)."""
+        """Reload every weight in place from `weights_path` (needs VLLM_SERVER_DEV_MODE=1 on the server), then
+        empty the server's prefix cache: it holds key/values computed with the old weights, which vLLM would
+        otherwise reuse for any prompt that starts like an earlier one (a long system prompt, a multi-turn
+        agent), silently serving a mix of versions. Call it inside `updating`, when nothing is running."""
         await self.post(
             "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": weights_path}}
         )
+        await self.reset_prefix_cache()
+
+    async def reset_prefix_cache(self) -> None:
+        answer = await self.post("/reset_prefix_cache", {})
+        if isinstance(answer, dict) and answer.get("success") is False:
+            raise EngineUnavailableError(
+                "the vLLM server refused to empty its prefix cache after a weight push (blocks still held); "
+                "completions would reuse key/values of the old weights"
+            )
 
     # ---- HTTP ----
 

@@ -1,7 +1,7 @@
 """`vllm_lora`: a LoRA policy's adapter to a vLLM server, loaded under a new name at every version.
 
 A push saves the adapter (peft's `save_pretrained`: a few MB instead of the whole model), loads it on the
-server as `<served model>-v<version>` (`POST /v1/load_lora_adapter`, which needs
+server as `<served model>-<run tag>-v<version>` (`POST /v1/load_lora_adapter`, which needs
 VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 and a server started with --enable-lora; ajet's launcher does both), routes
 every later request to that name, then unloads the previous version's adapter. Running requests finish on
 the old adapter first (`VLLMEngine.updating`). Version 0 is the base model itself (a fresh adapter is zero).
@@ -10,12 +10,14 @@ the old adapter first (`VLLMEngine.updating`). Version 0 is the base model itsel
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ajet.core.engines.base import EngineUnavailableError
 from ajet.trainer.weight_sync.base import WeightSync, WeightSyncError, describe_metrics
 from ajet.trainer.weight_sync.vllm_reload import weights_root
 
@@ -41,18 +43,23 @@ class VllmLoraSync(WeightSync):
         root.mkdir(parents=True, exist_ok=True)
         self.directory = Path(tempfile.mkdtemp(prefix="ajet-lora-", dir=root))
         self._loaded: tuple[str, Path] | None = None
+        self._run_tag = secrets.token_hex(3)
 
     async def push(self, policy: torch.nn.Module, version: int) -> dict[str, float]:
         if not hasattr(policy, "save_pretrained") or not hasattr(policy, "peft_config"):
             raise WeightSyncError("vllm_lora needs a peft LoRA policy (train.lora.enabled: true)")
         started = time.perf_counter()
-        name = f"{self.engine.served_model}-v{version}"
+        # A run-unique name: a server at a base_url may still hold an adapter of an earlier run's version.
+        name = f"{self.engine.served_model}-{self._run_tag}-v{version}"
         target = self.directory / name
         nbytes = await asyncio.to_thread(self._write, policy, target)
         written = time.perf_counter()
         try:
             async with self.engine.updating(version, route=name):
                 await self.engine.post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(target)})
+        except EngineUnavailableError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise  # the server is gone: its own message says so, with its log
         except Exception as exc:
             shutil.rmtree(target, ignore_errors=True)
             raise WeightSyncError(

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ajet.core.engines.base import EngineUnavailableError
 from ajet.trainer.weight_sync.base import WeightSync, WeightSyncError, describe_metrics, named_tensors_bytes
 from ajet.trainer.weight_sync.tensors import policy_state_dict
 
@@ -65,6 +66,9 @@ class VllmReloadSync(WeightSync):
         written = time.perf_counter()
         try:
             await self.engine.load_weights(str(target), version)
+        except EngineUnavailableError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise  # the server is gone: its own message says so, with its log
         except Exception as exc:
             shutil.rmtree(target, ignore_errors=True)
             raise WeightSyncError(
