@@ -358,7 +358,7 @@ def engine_from_config(
             if launch.enforce_eager is not None
             else config.model.device == "cpu",
             lora_rank=(launch.max_lora_rank or lora.r) if lora.enabled else None,
-            extra=launch.args,
+            extra=[*launch.args, *_weight_transfer_args(engine_config.weight_sync, launch.args)],
         )
         server = VllmServer(
             argv,
@@ -391,6 +391,13 @@ def engine_from_config(
             server.stop()
         raise
     return engine
+
+
+def _weight_transfer_args(weight_sync: str, args: list[str]) -> list[str]:
+    """`vllm_nccl` needs the server's weight-transfer engine, which vLLM only builds when asked."""
+    if weight_sync != "vllm_nccl" or any(a.startswith("--weight-transfer-config") for a in args):
+        return []
+    return ["--weight-transfer-config", '{"backend": "nccl"}']
 
 
 def _eos_ids(tokenizer: Any, generation: Any) -> set[int]:
