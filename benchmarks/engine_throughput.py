@@ -12,7 +12,7 @@ it. Everything is warmed up first, then the variants run round-robin --repeats t
 
 With --engine vllm it compares instead, for each --episodes N and in the same run, N coroutines awaiting
 `VLLMEngine.generate` (a vLLM CPU server started here, python from --vllm-python, default $AJET_VLLM_PYTHON or
-/work/vllm-env/bin/python; float32 and --enforce-eager unless --vllm-dtype; or a running one at --base-url)
+.venv-vllm/bin/python; float32 and --enforce-eager unless --vllm-dtype; or a running one at --base-url)
 against the same N coroutines on the `TransformersEngine`: same prompts, token budget and temperature; tokens
 actually produced; round-robin repeats, medians, and the ratio vLLM / transformers.
 """
@@ -215,7 +215,7 @@ def main() -> None:
         help="vllm: compare a vLLM server with the transformers engine instead (see above)",
     )
     parser.add_argument(
-        "--vllm-python", default=os.environ.get("AJET_VLLM_PYTHON", "/work/vllm-env/bin/python")
+        "--vllm-python", default=os.environ.get("AJET_VLLM_PYTHON", ".venv-vllm/bin/python")
     )
     parser.add_argument("--vllm-dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument(

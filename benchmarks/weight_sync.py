@@ -2,7 +2,7 @@
 
     python benchmarks/weight_sync.py [--repeats 3] [--ranks 8 16 64] [--vllm-python PATH] [--base-url URL]
 
-Starts one vLLM CPU server (python from --vllm-python, default $AJET_VLLM_PYTHON or /work/vllm-env/bin/python;
+Starts one vLLM CPU server (python from --vllm-python, default $AJET_VLLM_PYTHON or .venv-vllm/bin/python;
 float32, --enforce-eager, --enable-lora up to the largest rank), from the model's untied copy
 (`ajet.core.engines.vllm_model`: full-weight reloads need it), and pushes through ajet's own weight syncs:
 
@@ -48,7 +48,7 @@ TOLERANCE = 1e-3  # fp32 on both sides (verify.default_tolerance)
 
 
 def default_vllm_python() -> str:
-    return os.environ.get("AJET_VLLM_PYTHON", "/work/vllm-env/bin/python")
+    return os.environ.get("AJET_VLLM_PYTHON", ".venv-vllm/bin/python")
 
 
 def start_server(
