@@ -214,9 +214,7 @@ def main() -> None:
         default="transformers",
         help="vllm: compare a vLLM server with the transformers engine instead (see above)",
     )
-    parser.add_argument(
-        "--vllm-python", default=os.environ.get("AJET_VLLM_PYTHON", ".venv-vllm/bin/python")
-    )
+    parser.add_argument("--vllm-python", default=os.environ.get("AJET_VLLM_PYTHON", ".venv-vllm/bin/python"))
     parser.add_argument("--vllm-dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument(
         "--base-url", help="with --engine vllm: a running server to use instead of starting one"
