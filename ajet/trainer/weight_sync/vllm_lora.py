@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ajet.core.engines.base import EngineUnavailableError
 from ajet.trainer.weight_sync.base import WeightSync, WeightSyncError, describe_metrics
-from ajet.trainer.weight_sync.vllm_reload import weights_root
+from ajet.trainer.weight_sync.vllm_reload import refused_push, weights_root
 
 if TYPE_CHECKING:
     import torch
@@ -54,19 +53,14 @@ class VllmLoraSync(WeightSync):
         target = self.directory / name
         nbytes = await asyncio.to_thread(self._write, policy, target)
         written = time.perf_counter()
-        try:
+        with refused_push(
+            target,
+            f"load the LoRA adapter of version {version}",
+            "It needs --enable-lora with --max-lora-rank >= train.lora.r, and VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 "
+            "(ajet's engine.launch sets all three)",
+        ):
             async with self.engine.updating(version, route=name):
                 await self.engine.post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(target)})
-        except EngineUnavailableError:
-            shutil.rmtree(target, ignore_errors=True)
-            raise  # the server is gone: its own message says so, with its log
-        except Exception as exc:
-            shutil.rmtree(target, ignore_errors=True)
-            raise WeightSyncError(
-                f"the vLLM server could not load the LoRA adapter of version {version}: {exc}. It needs "
-                "--enable-lora with --max-lora-rank >= train.lora.r, and VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 "
-                "(ajet's engine.launch sets all three)"
-            ) from exc
         previous, self._loaded = self._loaded, (name, target)
         if previous is not None and previous[0] != name:
             await self._unload(*previous)

@@ -12,10 +12,12 @@ A LoRA policy is pushed with its adapters added to the base weights, so a server
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,20 @@ def weights_root(configured: str | None) -> Path:
         return Path(configured)
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def refused_push(target: Path, what: str, needs: str) -> Iterator[None]:
+    """A push the server refused: its files are removed, and the error says what the server needs. A server that
+    is gone raises its own error (which names its log) unchanged."""
+    try:
+        yield
+    except EngineUnavailableError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise WeightSyncError(f"the vLLM server could not {what}: {exc}. {needs}") from exc
 
 
 def server_dtype(config: Any) -> Any:
@@ -64,17 +80,12 @@ class VllmReloadSync(WeightSync):
         target = self.directory / f"v{version}"
         nbytes = await asyncio.to_thread(self._write, policy, target)
         written = time.perf_counter()
-        try:
+        with refused_push(
+            target,
+            f"reload the weights of version {version}",
+            "It needs VLLM_SERVER_DEV_MODE=1 (ajet's engine.launch sets it) and the same model architecture",
+        ):
             await self.engine.load_weights(str(target), version)
-        except EngineUnavailableError:
-            shutil.rmtree(target, ignore_errors=True)
-            raise  # the server is gone: its own message says so, with its log
-        except Exception as exc:
-            shutil.rmtree(target, ignore_errors=True)
-            raise WeightSyncError(
-                f"the vLLM server could not reload the weights of version {version}: {exc}. It needs "
-                "VLLM_SERVER_DEV_MODE=1 (ajet's engine.launch sets it) and the same model architecture"
-            ) from exc
         previous, self._served = self._served, target
         if previous is not None and previous != target:
             shutil.rmtree(previous, ignore_errors=True)
