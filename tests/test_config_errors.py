@@ -61,6 +61,16 @@ CASES: dict[str, Case] = {
         ("engine.launch", "python", "scripts/setup-vllm-cpu.sh"),
         commands=BOTH,
     ),
+    "vllm launch python missing": Case(
+        BASE + "engine: {kind: vllm, launch: {python: /nope/bin/python}}\n",
+        ("engine.launch.python", "/nope/bin/python", "not found", "setup-vllm-cpu.sh"),
+        commands=BOTH,
+    ),
+    "unknown weight sync": Case(
+        BASE + "engine: {weight_sync: vllm_relaod}\n",
+        ("engine.weight_sync", "vllm_relaod", "vllm_reload"),
+        commands=("train",),
+    ),
     "launch on another engine kind": Case(
         BASE + "engine: {kind: transformers, launch: {python: /usr/bin/python3}}\n",
         ("launch", "kind: vllm"),

@@ -8,6 +8,7 @@ instead of a traceback after the model has loaded (or after the first rollouts).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,12 +47,31 @@ def check_run(
     _check_store(config.store)
     if training:
         _check_demonstrations(config)
-    if config.engine.kind == "transformers":  # other engines do not load model.path themselves
+        if config.engine.weight_sync != "auto":
+            try:
+                registry.weight_sync_factory(config.engine.weight_sync)
+            except PluginError as exc:  # "engine.weight_sync: unknown weight sync ..."
+                raise ConfigError(str(exc)) from None
+    _check_vllm_launch(config)
+    if config.engine.kind in ("transformers", "vllm"):  # engines that read model.path themselves
         try:
             check_model_spec(config.model.path)
         except ModelNotFoundError as exc:
             raise ConfigError(f"model.path: {exc}") from None
         check_device(config.model.device)
+
+
+def _check_vllm_launch(config: AjetConfig) -> None:
+    launch = config.engine.launch
+    if launch is None:
+        return
+    program = launch.python or (launch.command[0] if launch.command else "")
+    field = "engine.launch.python" if launch.python else "engine.launch.command"
+    if shutil.which(program) is None and not Path(program).is_file():
+        raise ConfigError(
+            f"{field}: {program} not found; give the python of an environment with vLLM installed "
+            "(bash scripts/setup-vllm-cpu.sh .venv-vllm builds one on CPU)"
+        )
 
 
 def source_error(split: str, exc: TaskSourceError) -> ConfigError:
