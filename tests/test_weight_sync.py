@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from ajet.core.config import AjetConfig, LoraConfig
 from ajet.core.engines.base import EngineRequestError
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.engines.vllm_engine import VLLMEngine, server_root
+from ajet.core.engines.vllm_engine import server_root
 from ajet.core.engines.vllm_model import untied_model_dir
 from ajet.core.engines.vllm_server import VllmServer, VllmServerError, server_argv
 from ajet.core.types import SamplingParams
@@ -26,15 +26,7 @@ from ajet.trainer.weight_sync.base import WeightSyncError
 from ajet.trainer.weight_sync.shared_module import SharedModuleSync
 from ajet.trainer.weight_sync.tensors import hf_state_dict, policy_state_dict
 from ajet.trainer.weight_sync.verify import check_served_policy
-
-
-def _perturbed(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
-    other = copy.deepcopy(model)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in other.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
-    return other
+from tests.weights import offline_vllm_engine, perturbed
 
 
 def test_state_dict_writes_a_tied_head_as_its_own_copy(tiny_model_and_tokenizer: tuple[Any, Any]) -> None:
@@ -99,7 +91,7 @@ async def test_verification_passes_on_the_same_weights_and_stops_on_others(
         diff = await check_served_policy(served, model, version=0, tolerance=1e-4)
         assert diff < 1e-5
         with pytest.raises(WeightSyncError, match="does not serve the pushed weights"):
-            await check_served_policy(served, _perturbed(model), version=0, tolerance=1e-3)
+            await check_served_policy(served, perturbed(model), version=0, tolerance=1e-3)
         with pytest.raises(WeightSyncError, match="served version 0"):
             await check_served_policy(served, model, version=1, tolerance=1e-3)
     finally:
@@ -119,23 +111,11 @@ async def test_shared_module_push_sets_the_served_version(tiny_model_and_tokeniz
         engine.close()
 
 
-def _vllm_engine(tokenizer: Any) -> VLLMEngine:
-    # No server is needed for what is checked before a request is sent.
-    return VLLMEngine(
-        base_url="http://127.0.0.1:9/v1",
-        tokenizer=tokenizer,
-        served_model="m",
-        max_model_len=64,
-        vocab_size=100,
-        eos_ids=[2],
-    )
-
-
 async def test_vllm_engine_refuses_what_it_cannot_record_exactly(
     tiny_model_and_tokenizer: tuple[Any, Any],
 ) -> None:
     _, tokenizer = tiny_model_and_tokenizer
-    engine = _vllm_engine(tokenizer)
+    engine = offline_vllm_engine(tokenizer)
     assert engine.base_url == "http://127.0.0.1:9" == server_root("http://127.0.0.1:9/v1/")
     with pytest.raises(EngineRequestError, match=r"top_p 0\.9.*top_p 1"):
         await engine.generate([1, 2], SamplingParams(top_p=0.9))
@@ -156,7 +136,7 @@ async def test_an_unreachable_vllm_server_is_a_clear_error(tiny_model_and_tokeni
     from ajet.core.engines.base import EngineUnavailableError
 
     _, tokenizer = tiny_model_and_tokenizer
-    engine = _vllm_engine(tokenizer)
+    engine = offline_vllm_engine(tokenizer)
     with pytest.raises(
         EngineUnavailableError, match=r"cannot reach the vLLM server at http://127\.0\.0\.1:9"
     ):

@@ -28,6 +28,7 @@ from ajet.trainer.weight_sync.vllm_nccl import (
     update_info,
     wire_tensors,
 )
+from tests.weights import offline_vllm_engine, perturbed
 
 VLLM_PYTHON = Path(os.environ.get("AJET_VLLM_PYTHON") or "/nonexistent/AJET_VLLM_PYTHON-not-set")
 
@@ -45,11 +46,9 @@ def make_config(**overrides: Any) -> AjetConfig:
 
 def make_engine(tokenizer: Any) -> Any:
     """A real VLLMEngine pointed at a port nothing listens on: the refusals below happen before any request."""
-    from ajet.core.engines.vllm_engine import VLLMEngine
-
-    return VLLMEngine(
+    return offline_vllm_engine(
+        tokenizer,
         base_url="http://127.0.0.1:9",
-        tokenizer=tokenizer,
         served_model="tiny",
         max_model_len=512,
         vocab_size=len(tokenizer),
@@ -60,14 +59,7 @@ def make_engine(tokenizer: Any) -> Any:
 @pytest.fixture
 def perturbed_tiny(tiny_model_and_tokenizer: tuple[Any, Any]) -> Any:
     """A copy of the tiny model with every weight moved, as after a training step (the shared one stays)."""
-    import copy
-
-    model = copy.deepcopy(tiny_model_and_tokenizer[0])
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-    return model
+    return perturbed(tiny_model_and_tokenizer[0], seed=1, scale=0.05)
 
 
 # ---- refusals with a clear message ----

@@ -20,6 +20,7 @@ from ajet.trainer.samples import Sample
 from ajet.trainer.weight_sync.verify import check_served_policy
 from ajet.trainer.weight_sync.vllm_lora import VllmLoraSync
 from ajet.trainer.weight_sync.vllm_reload import VllmReloadSync
+from tests.weights import perturbed
 
 QUESTIONS = ["What is 2+3?", "Name a colour.", "Write a haiku about the sea.", "Say hi to Ada."]
 
@@ -41,15 +42,6 @@ async def _both(
     served = await asyncio.gather(*[vllm.generate(p, sampling) for p in prompts])
     reference = await asyncio.gather(*[local.generate(p, sampling) for p in prompts])
     return served, reference
-
-
-def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
-    other = copy.deepcopy(model)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in other.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.02)
-    return other
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +139,7 @@ async def test_a_full_push_serves_exactly_the_trainers_policy(vllm_engine: Any, 
     greedy = SamplingParams(temperature=0, max_tokens=24)
     before = await asyncio.gather(*[vllm_engine.generate(p, greedy) for p in prompts])
     start = vllm_engine.version
-    policy = _perturbed(model)
+    policy = perturbed(model, scale=0.02)
     try:
         metrics = await sync.push(policy, start + 1)
         assert metrics["weight_sync/bytes"] > 5e8  # every weight, the head included (untied copy)
@@ -191,7 +183,7 @@ async def test_a_push_is_not_undone_by_the_servers_prefix_cache(vllm_engine: Any
     greedy = SamplingParams(temperature=0, max_tokens=8)
     await vllm_engine.generate(prompt, greedy)  # fills the prefix cache with version-0 key/values
     start = vllm_engine.version
-    policy = _perturbed(model)
+    policy = perturbed(model, scale=0.02)
     sync = VllmReloadSync(vllm_engine, _config(vllm_engine))
     try:
         await sync.push(policy, start + 1)
