@@ -336,7 +336,7 @@ def test_sqlite_file_settings_and_schema_version(tmp_path: Path) -> None:
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"calls_episode_id", "calls_run_id", "episodes_run_id"} <= indexes
     conn.execute("PRAGMA user_version = 99")
@@ -352,8 +352,8 @@ def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path)
     store.add_episode(episode)
     store.close()
     conn = sqlite3.connect(path)  # make it what version 1 wrote: no per-role rewards, no untrained counts
-    conn.execute("ALTER TABLE episodes DROP COLUMN target_rewards")
-    conn.execute("ALTER TABLE episodes DROP COLUMN untrained_calls")
+    for column in ("target_rewards", "untrained_calls", "worker", "retry_of"):  # nor versions 3's columns
+        conn.execute(f"ALTER TABLE episodes DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -361,6 +361,26 @@ def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path)
     assert store.get_episode(episode.episode_id) == episode
     store.set_status(episode.episode_id, S.RUNNING, untrained_calls={"critic": 2})
     assert store.get_episode(episode.episode_id).untrained_calls == {"critic": 2}
+
+
+def test_sqlite_migrates_a_version_2_file(tmp_path: Path) -> None:
+    path = tmp_path / "ajet.sqlite"
+    store = SqliteStore(path)
+    episode = make_episode()
+    store.add_episode(episode)
+    store.close()
+    conn = sqlite3.connect(path)  # what version 2 wrote: no record of where an episode ran
+    for column in ("worker", "retry_of"):
+        conn.execute(f"ALTER TABLE episodes DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    assert store.get_episode(episode.episode_id) == episode
+    where = {"backend": "ray", "worker": "ray-worker-1", "pid": 4242}
+    store.set_status(episode.episode_id, S.RUNNING, worker=where, retry_of="ep-lost")
+    stored = store.get_episode(episode.episode_id)
+    assert (stored.worker, stored.retry_of) == (where, "ep-lost")
 
 
 def test_sqlite_refuses_values_it_cannot_store() -> None:

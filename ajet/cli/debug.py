@@ -110,10 +110,15 @@ async def _run(
     console: Console,
     out: Path | None,
 ) -> list[Episode]:
-    with console.status(escape(f"starting engine '{config.engine.kind}' with model {config.model.path} ...")):
+    starting = f"starting engine '{config.engine.kind}' with model {config.model.path}"
+    if config.rollout.backend != "local":
+        starting += f" and {config.rollout.backend} rollout workers"
+    with console.status(escape(starting + " ...")):
         runtime = await build_runtime(config, registry)
     try:
         executor = RolloutExecutor(runtime, make_workflow)
+        if runtime.rollouts is not None:
+            console.print(f"episodes run on {runtime.rollouts.describe()}", markup=False)
         total = len(tasks) * executor.settings.group_size
         columns = (
             TextColumn("[bold]episodes"),

@@ -46,6 +46,7 @@ def plugins_command(
         "task_sources": sorted(registry.task_sources),
         "judgers": sorted(registry.judgers),
         "weight_syncs": sorted(registry.weight_syncs),
+        "rollout_backends": sorted(registry.rollout_backends),
         "algorithms": sorted(registry.algorithms),
     }
     failures = [

@@ -1,5 +1,5 @@
-"""The built-in engines and tool-call parsers, registered through the same hooks a third-party plugin uses
-(entry point `core` in the `ajet` group of this project's pyproject.toml)."""
+"""The built-in engines, rollout backends, judgers and tool-call parsers, registered through the same hooks a
+third-party plugin uses (entry point `core` in the `ajet` group of this project's pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,24 @@ def register_engines(register: Any) -> None:
     register("transformers", transformers_engine)
     register("vllm", vllm_engine)
     register("openai", openai_endpoint)
+
+
+def local_rollouts(config: AjetConfig, registry: Any) -> Any:
+    """Episodes as asyncio tasks in this process (the default): the executor builds one per run of tasks."""
+    return None
+
+
+def ray_rollouts(config: AjetConfig, registry: Any) -> Any:
+    """Episodes in Ray actors, on this machine or anywhere on a Ray cluster (`rollout.workers`)."""
+    from ajet.core.rollout_backends.ray_workers import RayBackend
+
+    return RayBackend(config)
+
+
+@hookimpl
+def register_rollout_backends(register: Any) -> None:
+    register("local", local_rollouts)
+    register("ray", ray_rollouts)
 
 
 @hookimpl

@@ -192,14 +192,46 @@ class EngineConfig(_Section):
         return self
 
 
+class RayRolloutConfig(_Section):
+    """How the `ray` rollout backend starts its workers (`rollout: {backend: ray, ray: {...}}`)."""
+
+    num_cpus: float = Field(
+        0.0,
+        ge=0,
+        description="CPUs Ray reserves per worker: 0 for agents that mostly wait on the gateway and their "
+        "tools, 1 or more for CPU-heavy tools (also how Ray spreads workers over nodes)",
+    )
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ray runtime_env for the workers, e.g. {working_dir: ., pip: [my-tools]} on a cluster "
+        "whose nodes lack your workflow's files or packages",
+    )
+    init_timeout_s: float = Field(
+        120.0, gt=0, description="seconds to wait for Ray and every worker to be up, e.g. 120"
+    )
+
+
 class RolloutConfig(_Section):
     group_size: int = Field(4, ge=1, le=1024, description="episodes per task (a GRPO group), e.g. 4")
-    max_concurrency: int = Field(8, ge=1, le=4096, description="episodes running at once, e.g. 8")
+    max_concurrency: int = Field(
+        8, ge=1, le=4096, description="episodes running at once (over all workers), e.g. 8"
+    )
     episode_timeout_s: float = Field(300.0, gt=0, description="seconds before a running episode is timed out")
     sampling: SamplingParams = Field(
         default_factory=SamplingParams,
         description="defaults for every LLM call: temperature, top_p, max_tokens, stop, seed",
     )
+    backend: str = Field(
+        "local",
+        description="where episodes run: 'local' (asyncio tasks in this process) or 'ray' (Ray actors)",
+    )
+    workers: int = Field(2, ge=1, le=4096, description="for backend 'ray': how many worker actors, e.g. 4")
+    address: str | None = Field(
+        None,
+        description="for backend 'ray': None starts a local Ray instance; 'auto' joins the cluster this "
+        "machine belongs to; 'ray://HOST:10001' connects to a remote one",
+    )
+    ray: RayRolloutConfig = Field(default_factory=RayRolloutConfig)
 
 
 class GatewayConfig(_Section):
@@ -208,6 +240,11 @@ class GatewayConfig(_Section):
     http: bool = Field(True, description="also serve on loopback HTTP (for tuner.as_oai_baseurl_apikey())")
     allow_remote: bool = Field(
         False, description="set true to bind a non-loopback host (keys still required)"
+    )
+    advertise_url: str | None = Field(
+        None,
+        description="the gateway URL workers on other machines use, e.g. http://10.0.0.5:8000/v1 (default: "
+        "the bound address, with this machine's IP for 0.0.0.0)",
     )
     max_request_bytes: int = Field(4_000_000, ge=1024, description="largest accepted request body, in bytes")
     tool_parser: str = Field(

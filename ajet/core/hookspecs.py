@@ -56,3 +56,9 @@ def register_task_sources(register: Callable[[str, Callable[..., Any]], None]) -
 def register_weight_syncs(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register ways to move trained weights into an inference engine: `register("name", factory)`;
     `factory(engine, config) -> ajet.trainer.weight_sync.WeightSync`. Chosen by `engine.weight_sync`."""
+
+
+@hookspec
+def register_rollout_backends(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register places to run episodes: `register("name", factory)`; `factory(config, registry) ->
+    ajet.core.rollout_backends.RolloutBackend`. Chosen by `rollout.backend` ('local' is built in)."""

@@ -83,6 +83,7 @@ class PluginRegistry:
     task_sources: dict[str, Registered] = field(default_factory=dict)
     judgers: dict[str, Registered] = field(default_factory=dict)
     weight_syncs: dict[str, Registered] = field(default_factory=dict)
+    rollout_backends: dict[str, Registered] = field(default_factory=dict)
     #: (kind, name) -> function, for the trainer's algorithm registries
     algorithms: dict[str, Registered] = field(default_factory=dict)
 
@@ -109,6 +110,9 @@ class PluginRegistry:
 
     def weight_sync_factory(self, name: str) -> Callable[..., Any]:
         return self._get(self.weight_syncs, name, "weight sync", "engine.weight_sync").value
+
+    def rollout_backend_factory(self, name: str) -> Callable[..., Any]:
+        return self._get(self.rollout_backends, name, "rollout backend", "rollout.backend").value
 
     def tool_parser_factory(self, name: str) -> Callable[[], Any]:
         return self._get(self.tool_parsers, name, "tool parser", "gateway.tool_parser").value
@@ -206,6 +210,7 @@ def collect_registry(pm: pluggy.PluginManager) -> PluginRegistry:
     run("register_task_sources", registry.task_sources, lambda name, fn: (name, fn))
     run("register_judgers", registry.judgers, lambda name, fn: (name, fn))
     run("register_weight_syncs", registry.weight_syncs, lambda name, factory: (name, factory))
+    run("register_rollout_backends", registry.rollout_backends, lambda name, factory: (name, factory))
     run("register_algorithms", registry.algorithms, lambda kind, name, fn: (f"{kind}:{name}", fn))
     _check_method_clashes(registry)
     return registry

@@ -32,8 +32,10 @@ def check_run(
     try:
         registry.engine_factory(config.engine.kind)
         registry.tool_parser_factory(config.gateway.tool_parser)
+        registry.rollout_backend_factory(config.rollout.backend)
     except PluginError as exc:  # its message starts with the field: "engine.kind: unknown engine ..."
         raise ConfigError(str(exc)) from None
+    _check_rollout_backend(config)
     _check_judger(config, registry)
     for split in splits:
         spec = getattr(config.data, split)
@@ -59,6 +61,23 @@ def check_run(
         except ModelNotFoundError as exc:
             raise ConfigError(f"model.path: {exc}") from None
         check_device(config.model.device)
+
+
+def _check_rollout_backend(config: AjetConfig) -> None:
+    if config.rollout.backend != "ray":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        from ajet.core.rollout_backends.ray_workers import RAY_HINT
+
+        raise ConfigError(f"rollout.backend: 'ray' needs Ray, which is not installed; {RAY_HINT}")
+    address = config.rollout.address
+    if address is not None and address != "auto" and "://" not in address and ":" not in address:
+        raise ConfigError(
+            f"rollout.address: {address!r} is not a Ray address; write auto (the cluster this machine is in), "
+            "ray://HOST:10001 (Ray Client), HOST:6379, or leave it out to start a local Ray instance"
+        )
 
 
 def _check_vllm_launch(config: AjetConfig) -> None:

@@ -1,29 +1,37 @@
-"""The rollout executor: tasks x group size episodes, run concurrently under a cap and a per-episode timeout.
+"""The rollout executor: tasks x group size episodes, run concurrently under a cap and a per-episode timeout,
+on the run's rollout backend (asyncio tasks here by default, or Ray workers).
 
-An episode that raises, hangs, or returns something that is not a `WorkflowOutput` is recorded as failed or
-timed out, with its error and traceback, and the run goes on. An episode's API keys are revoked as soon as it
-ends, so a call still in flight from a timed-out episode can never write into the record.
+The executor owns the record. For each episode it opens the episode's keys at the gateway (an `EpisodeGrant`:
+which agents are trained, sampling defaults, seed), hands the backend an `EpisodeAccess` (task, gateway URL,
+episode key: plain data), and writes what comes back. An episode that raises, hangs, or returns something that
+is not a `WorkflowOutput` is recorded as failed or timed out, with its error and traceback, and the run goes
+on. An episode whose worker died is recorded as failed with the reason and run once more on another worker;
+the step keeps the retry in its place, so nothing is lost or counted twice. An episode's keys are revoked as
+soon as it ends, so a call still in flight from a timed-out episode (or a dead worker) never writes into the
+record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from ajet.core.episode_access import EpisodeAccess, RegistryAgentKeys
+from ajet.core.episode_runner import EpisodeOutcome
+from ajet.core.gateway.keys import EpisodeGrant
 from ajet.core.judgers import judge_episode
+from ajet.core.rollout_backends.base import RolloutBackend, WorkerLostError
+from ajet.core.rollout_backends.local import LocalBackend
 from ajet.core.runtime import Runtime
 from ajet.core.tuner import AjetTuner
-from ajet.core.types import Episode, EpisodeStatus, LabeledTask, WorkflowOutput, WorkflowTask, new_id
+from ajet.core.types import Episode, EpisodeStatus, LabeledTask, Task, new_id
 from ajet.core.workflow import Workflow
 
 EpisodeCallback = Callable[[Episode], None]
-T = TypeVar("T")
-CANCEL_GRACE_S = 1.0
 
 
 @dataclass
@@ -44,6 +52,7 @@ class RolloutExecutor:
         runtime: Runtime,
         make_workflow: Callable[[], Workflow],
         settings: RolloutSettings | None = None,
+        backend: RolloutBackend | None = None,
     ) -> None:
         self.runtime = runtime
         self.make_workflow = make_workflow
@@ -54,6 +63,11 @@ class RolloutExecutor:
             rollout.episode_timeout_s,
             trainable_targets=runtime.config.trainable_targets,
         )
+        # The run's backend when it has one (Ray workers live as long as the run); else episodes run here.
+        self.backend = (
+            backend or runtime.rollouts or LocalBackend(make_workflow, runtime.registry, runtime.gateway)
+        )
+        self._targets: list[str] | None = None
 
     async def run(
         self,
@@ -62,7 +76,8 @@ class RolloutExecutor:
         on_start: EpisodeCallback | None = None,
         on_done: EpisodeCallback | None = None,
     ) -> list[Episode]:
-        """Run every task `group_size` times. Returns the finished episodes, in task then repeat order."""
+        """Run every task `group_size` times. Returns the finished episodes, in task then repeat order (a retried
+        episode in the place of the attempt its worker lost)."""
         episodes = []
         for task in tasks:
             group_id = new_id("grp")
@@ -72,7 +87,13 @@ class RolloutExecutor:
                 )
                 self.runtime.store.add_episode(episode)
                 episodes.append(episode)
-        semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        await self.backend.start()
+        # The config's targets, else the workflow class's own: fixed in each episode's grant up front, since
+        # the workflow instance may live in another process.
+        self._targets = self.settings.trainable_targets
+        if self._targets is None:
+            self._targets = self.make_workflow().trainable_targets
+        semaphore = asyncio.Semaphore(min(self.settings.max_concurrency, self.backend.max_concurrency))
 
         async def guarded(index: int, episode: Episode) -> Episode:
             async with semaphore:
@@ -89,66 +110,98 @@ class RolloutExecutor:
         return list(await asyncio.gather(*(guarded(i, e) for i, e in enumerate(episodes))))
 
     async def run_episode(self, episode: Episode, seed: int | None = None) -> Episode:
-        store = self.runtime.store
-        keys = self.runtime.gateway.keys
-        started = time.time()
-        store.set_status(episode.episode_id, EpisodeStatus.RUNNING, started_at=started)
+        """Run one stored (pending) episode on the backend; once more, as a new episode, if its worker is lost."""
         try:
-            workflow = self.make_workflow()
-            # One source of truth: the config's targets replace the workflow's own on the instance itself, so
-            # code in `execute` that reads `self.trainable_targets` (rewards, formatters, asserts) agrees with
-            # what the gateway trains. A copy, so an episode that mutates it cannot touch the next one's.
-            if self.settings.trainable_targets is not None:
-                workflow.trainable_targets = list(self.settings.trainable_targets)
-            targets = workflow.trainable_targets
-            tuner = AjetTuner(
-                episode_id=episode.episode_id,
-                gateway=self.runtime.gateway,
-                registry=self.runtime.registry,
-                trainable_targets=targets,
-                framework=self.runtime.config.framework,
-                model_name=self.runtime.config.model.served_name,
-                seed=seed,
-                sampling=self.settings.sampling,
-            )
-            workflow_task = WorkflowTask(
-                task=episode.task.without_label(),
-                episode_id=episode.episode_id,
+            return await self._attempt(episode, seed)
+        except WorkerLostError as lost:
+            retry = Episode(
+                run_id=episode.run_id,
+                task=episode.task,
                 group_id=episode.group_id,
                 repeat_index=episode.repeat_index,
+                retry_of=episode.episode_id,
             )
-            output = await _run_with_timeout(
-                workflow.execute(workflow_task, tuner), self.settings.episode_timeout_s
-            )
-            output = _check_output(output)
-            if output.reward is None and self.runtime.judge is not None:
-                output = await judge_episode(
-                    self.runtime.judge, episode.task, output, lambda: store.calls(episode.episode_id)
+            self.runtime.store.add_episode(retry)
+            try:
+                return await self._attempt(retry, seed, avoid=lost.worker)
+            except WorkerLostError as again:
+                return self.runtime.store.get_episode(retry.episode_id).model_copy(
+                    update={"error": again.reason}
                 )
-        except TimeoutError:
-            outcome: dict[str, Any] = {
-                "status": EpisodeStatus.TIMED_OUT,
-                "error": f"episode did not finish within {self.settings.episode_timeout_s:g} s "
-                "(rollout.episode_timeout_s)",
-            }
-        except Exception as exc:
-            outcome = {
-                "status": EpisodeStatus.FAILED,
-                "error": f"{type(exc).__name__}: {exc}",
-                "tb": traceback.format_exc(),
-            }
-        else:
-            outcome = {
-                "status": EpisodeStatus.OK,
-                "reward": output.reward,
-                "target_rewards": output.target_rewards,
-                "is_success": output.is_success,
-                "metadata": output.metadata,
-            }
+
+    async def _attempt(self, episode: Episode, seed: int | None, avoid: str | None = None) -> Episode:
+        store = self.runtime.store
+        keys = self.runtime.gateway.keys
+        store.set_status(episode.episode_id, EpisodeStatus.RUNNING, started_at=time.time())
+        access = self._access(episode, seed)
+        lost: WorkerLostError | None = None
+        try:
+            outcome = await self.backend.run(access, avoid=avoid)
+        except WorkerLostError as exc:
+            lost = exc
+            outcome = EpisodeOutcome(
+                status=EpisodeStatus.FAILED,
+                error=f"worker lost: {exc.reason} (rolled out again on another worker)",
+                worker={"worker": exc.worker},
+            )
+        except Exception as exc:  # the backend itself failed (not the workflow): record it, keep going
+            outcome = EpisodeOutcome(
+                status=EpisodeStatus.FAILED, error=f"rollout backend error: {type(exc).__name__}: {exc}"
+            )
         finally:
-            untrained = keys.untrained_calls(episode.episode_id)
+            untrained = _add_counts(keys.untrained_calls(episode.episode_id))
             keys.revoke_episode(episode.episode_id)
-        return self._finish(episode, untrained_calls=untrained, **outcome)
+        finished = await self._record(episode, outcome, _add_counts(untrained, outcome.native_untrained))
+        if lost is not None:
+            raise lost
+        return finished
+
+    def _access(self, episode: Episode, seed: int | None) -> EpisodeAccess:
+        gateway = self.runtime.gateway
+        grant = EpisodeGrant(
+            episode_id=episode.episode_id,
+            trainable_targets=self._targets,
+            sampling=self.settings.sampling,
+            seed=seed,
+        )
+        config = self.runtime.config
+        return EpisodeAccess(
+            episode_id=episode.episode_id,
+            group_id=episode.group_id,
+            repeat_index=episode.repeat_index,
+            task=episode.task.without_label(),
+            base_url=self.runtime.advertised_url or gateway.connection().base_url,
+            episode_key=gateway.keys.open_episode(grant),
+            model_name=config.model.served_name,
+            framework=config.framework,
+            trainable_targets=self._targets,
+            timeout_s=self.settings.episode_timeout_s,
+        )
+
+    async def _record(self, episode: Episode, outcome: EpisodeOutcome, untrained: dict[str, int]) -> Episode:
+        store = self.runtime.store
+        fields: dict[str, Any] = {"status": outcome.status, "error": outcome.error, "tb": outcome.traceback}
+        output = outcome.output
+        if outcome.status == EpisodeStatus.OK and output is not None:
+            try:
+                if output.reward is None and self.runtime.judge is not None:
+                    output = await judge_episode(
+                        self.runtime.judge, episode.task, output, lambda: store.calls(episode.episode_id)
+                    )
+            except Exception as exc:
+                fields.update(
+                    status=EpisodeStatus.FAILED,
+                    error=f"{type(exc).__name__}: {exc}",
+                    tb=traceback.format_exc(),
+                )
+            else:
+                fields.update(
+                    reward=output.reward,
+                    target_rewards=output.target_rewards,
+                    is_success=output.is_success,
+                    metadata=output.metadata,
+                )
+        return self._finish(episode, untrained_calls=untrained, worker=outcome.worker, **fields)
 
     def _finish(
         self, episode: Episode, *, status: EpisodeStatus, tb: str | None = None, **fields: object
@@ -158,27 +211,44 @@ class RolloutExecutor:
         )
 
 
-async def _run_with_timeout(coroutine: Coroutine[Any, Any, T], timeout_s: float) -> T:
-    """Like `asyncio.wait_for`, but never waits on a workflow that ignores cancellation: on timeout the task is
-    cancelled, given a moment to clean up, and abandoned."""
-    task = asyncio.ensure_future(coroutine)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
-        raise TimeoutError
-    return task.result()
+def _add_counts(*counts: dict[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in counts:
+        for name, n in part.items():
+            total[name] = total.get(name, 0) + n
+    return total
 
 
-def _check_output(output: object) -> WorkflowOutput:
-    if isinstance(output, dict):
-        output = WorkflowOutput.model_validate(output)
-    if not isinstance(output, WorkflowOutput):
-        raise TypeError(f"Workflow.execute must return a WorkflowOutput, got {type(output).__name__}")
-    if output.reward is not None and not math.isfinite(output.reward):
-        raise ValueError(f"the workflow returned a non-finite reward ({output.reward})")
-    return output
+def local_tuner(
+    runtime: Runtime,
+    episode_id: str,
+    *,
+    trainable_targets: list[str] | None = None,
+    seed: int | None = None,
+    sampling: dict[str, Any] | None = None,
+    task: Task | None = None,
+    framework: str | None = None,
+) -> AjetTuner:
+    """A tuner for a stored episode, beside the runtime's gateway (for tests, notebooks and tools that drive
+    a workflow by hand). Its keys die with `runtime.gateway.keys.revoke_episode(episode_id)`."""
+    grant = EpisodeGrant(
+        episode_id=episode_id, trainable_targets=trainable_targets, sampling=sampling, seed=seed
+    )
+    gateway = runtime.gateway
+    episode_key = gateway.keys.open_episode(grant)
+    access = EpisodeAccess(
+        episode_id=episode_id,
+        group_id="grp",
+        task=task or Task(task_id=episode_id, main_query=""),
+        base_url=gateway.connection().base_url,
+        episode_key=episode_key,
+        model_name=runtime.config.model.served_name,
+        framework=framework or runtime.config.framework,
+        trainable_targets=trainable_targets,
+    )
+    return AjetTuner(
+        access,
+        runtime.registry,
+        connection=gateway.connection(),
+        agent_keys=RegistryAgentKeys(gateway.keys, episode_key),
+    )

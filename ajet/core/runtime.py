@@ -6,11 +6,13 @@ async with Runtime.start(config) as runtime:
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ajet.core.config import AjetConfig, ConfigError
 from ajet.core.engines.base import InferenceEngine
@@ -18,7 +20,8 @@ from ajet.core.gateway.app import Gateway
 from ajet.core.gateway.backends import ChatBackend, EngineChatBackend
 from ajet.core.gateway.render import ChatRenderer
 from ajet.core.judgers import Judge, make_judge
-from ajet.core.plugins import PluginRegistry, load_registry
+from ajet.core.plugins import PluginError, PluginRegistry, load_registry
+from ajet.core.rollout_backends.base import RolloutBackend
 from ajet.core.store import open_store
 from ajet.core.store.base import Store
 from ajet.core.tasks import import_object
@@ -38,6 +41,10 @@ class Runtime:
     engine: InferenceEngine | None
     run_dir: Path
     judge: Judge | None = None
+    #: where episodes run when not in this process (Ray workers); None: each executor runs them here
+    rollouts: RolloutBackend | None = None
+    #: the gateway URL handed to workers in other processes (None: only in-process clients)
+    advertised_url: str | None = None
     run_id: str = field(default_factory=new_run_id)
 
     @classmethod
@@ -52,6 +59,8 @@ class Runtime:
         return _RuntimeContext(config, registry, store, engine)
 
     async def close(self) -> None:
+        if self.rollouts is not None:
+            await self.rollouts.aclose()
         await self.gateway.aclose()
         if self.engine is not None:
             await self.engine.aclose()
@@ -108,11 +117,18 @@ async def build_runtime(
         max_request_bytes=config.gateway.max_request_bytes,
         model_name=config.model.served_name,
     )
-    if config.gateway.http:
-        await gateway.start_http(
+    try:
+        rollouts = registry.rollout_backend_factory(config.rollout.backend)(config, registry)
+    except PluginError as exc:
+        raise ConfigError(str(exc)) from None
+    advertised_url = None
+    # Workers in other processes reach the gateway over HTTP, whatever gateway.http says.
+    if config.gateway.http or rollouts is not None:
+        bound = await gateway.start_http(
             config.gateway.host, config.gateway.port, allow_remote=config.gateway.allow_remote
         )
-    return Runtime(
+        advertised_url = config.gateway.advertise_url or reachable_url(bound)
+    runtime = Runtime(
         config=config,
         registry=registry,
         store=store,
@@ -121,7 +137,26 @@ async def build_runtime(
         engine=engine,
         run_dir=run_dir,
         judge=judge,
+        rollouts=rollouts,
+        advertised_url=advertised_url,
     )
+    if rollouts is not None:  # workers start with the run (Ray: ~10 s), not in the middle of its first step
+        try:
+            await rollouts.start()
+        except BaseException:
+            await runtime.close()
+            raise
+    return runtime
+
+
+def reachable_url(bound: str) -> str:
+    """The gateway's bound URL as another machine can use it: a wildcard host (0.0.0.0, ::) becomes this
+    machine's address."""
+    parts = urlsplit(bound)
+    if parts.hostname not in ("0.0.0.0", "::"):
+        return bound
+    address = socket.gethostbyname(socket.gethostname())
+    return urlunsplit(parts._replace(netloc=f"{address}:{parts.port}"))
 
 
 def load_judge(config: AjetConfig, registry: PluginRegistry) -> Judge | None:

@@ -20,14 +20,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ajet.core.adapter import Adapter
-from ajet.core.gateway.keys import FAILED_SUFFIX, KeyBinding, OpenAIEndpoint
+from ajet.core.episode_access import AgentKeySource, EpisodeAccess, HttpAgentKeys
+from ajet.core.gateway.connection import GatewayConnection
+from ajet.core.gateway.keys import FAILED_SUFFIX, AgentKeyRequest, OpenAIEndpoint
 from ajet.core.handle import ModelHandle
 from ajet.core.plugins import PluginError, PluginRegistry
 
 if TYPE_CHECKING:
     import openai
-
-    from ajet.core.gateway.app import Gateway
 
 DEFAULT_AGENT = "default"
 # The tuner's own public attribute; any other public attribute set on a tuner that stands for a model goes to it.
@@ -39,28 +39,29 @@ logger = logging.getLogger(__name__)
 class AjetTuner:
     def __init__(
         self,
-        *,
-        episode_id: str,
-        gateway: Gateway,
+        access: EpisodeAccess,
         registry: PluginRegistry,
-        trainable_targets: list[str] | None = None,
-        framework: str | None = None,
-        model_name: str = "ajet-policy",
-        seed: int | None = None,
-        sampling: dict[str, Any] | None = None,
+        *,
+        connection: GatewayConnection | None = None,
+        agent_keys: AgentKeySource | None = None,
     ) -> None:
-        self.episode_id = episode_id
-        self._gateway = gateway
+        """A tuner for the episode `access` describes. Beside the gateway, pass its in-process `connection`
+        and `agent_keys` (see `ajet.core.rollout.local_tuner`); anywhere else both default to HTTP at
+        `access.base_url`."""
+        self.episode_id = access.episode_id
+        self._access = access
         self._registry = registry
-        self._trainable_targets = trainable_targets
-        self._framework = framework
-        self._model_name = model_name
-        self._seed = seed
-        self._sampling = sampling
+        self._connection = connection or GatewayConnection.over_http(access.base_url)
+        self._agent_keys = agent_keys or HttpAgentKeys(access.base_url, access.episode_key)
+        self._trainable_targets = access.trainable_targets
+        self._framework = access.framework
+        self._model_name = access.model_name
         self._handles: dict[tuple[str, str, int], ModelHandle] = {}
         self._registered: dict[str, Any] = {}  # role -> default model (`register_model`)
         self._itself: Any = None  # the model the tuner stands for when it is passed as one (`model=tuner`)
         self._failures_logged: set[str] = set()
+        # calls of native debug models (which never reach the gateway), per tag, like KeyRegistry.untrained_calls
+        self._native_untrained: dict[str, int] = {}
 
     # -- the generic entry -------------------------------------------------------------------------------------
 
@@ -190,26 +191,20 @@ class AjetTuner:
         cache_key = (agent, tag, id(debug_model))
         if cache_key in self._handles:
             return self._handles[cache_key]
-        trainable = self.is_trainable(tag)
         endpoint = _as_endpoint(debug_model)
-        binding = KeyBinding(
-            episode_id=self.episode_id,
-            agent_name=agent,
-            target_tag=tag,
-            trainable=trainable,
-            debug_endpoint=endpoint if not trainable else None,
-            sampling=self._sampling,
-            seed=None if self._seed is None else self._seed + 15_485_863 * len(self._handles),
+        # The gateway decides, from the episode's grant, whether this tag is trained and which seed it gets.
+        key = self._agent_keys.issue(
+            AgentKeyRequest(agent_name=agent, target_tag=tag, debug_endpoint=endpoint)
         )
         handle = ModelHandle(
             episode_id=self.episode_id,
             agent_name=agent,
             target_tag=tag,
-            trainable=trainable,
-            api_key=self._gateway.keys.issue(binding),
+            trainable=key.trainable,
+            api_key=key.api_key,
             model_name=self._model_name,
             debug_model=None if endpoint is not None else debug_model,
-            gateway=self._gateway,
+            connection=self._connection,
         )
         self._handles[cache_key] = handle
         return handle
@@ -237,8 +232,17 @@ class AjetTuner:
             return adapter.count_native(handle.debug_model, functools.partial(self._native_call, handle))
         return adapter.make_model(handle, **framework_kwargs)
 
+    def native_untrained_calls(self) -> dict[str, int]:
+        """Calls of untrained agents' native debug models, per tag, with "<tag> (failed)" for the failed ones
+        (the gateway counts the untrained calls it serves itself; the episode's `untrained_calls` adds both)."""
+        return dict(self._native_untrained)
+
     def _native_call(self, handle: ModelHandle, error: BaseException | None) -> None:
-        self._gateway.keys.count_untrained(self.episode_id, handle.target_tag, failed=error is not None)
+        counts = self._native_untrained
+        counts[handle.target_tag] = counts.get(handle.target_tag, 0) + 1
+        if error is not None:
+            failed = handle.target_tag + FAILED_SUFFIX
+            counts[failed] = counts.get(failed, 0) + 1
         if error is not None and handle.target_tag not in self._failures_logged:
             # Once per tag and episode: a workflow that catches the error (and e.g. scores the game -0.1) would
             # otherwise hide that its untrained agents never got an answer.

@@ -132,6 +132,10 @@ class Episode(BaseModel):
     untrained_calls: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    #: where the episode ran: backend (local, ray), worker, host, pid
+    worker: dict[str, Any] = Field(default_factory=dict)
+    #: the episode this one re-runs, when that one's worker was lost (that attempt stays, recorded as failed)
+    retry_of: str | None = None
     created_at: float = Field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None

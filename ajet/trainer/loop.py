@@ -69,6 +69,8 @@ def episode_metrics(episodes: list[Episode], prefix: str) -> dict[str, float]:
         f"{prefix}/episodes": float(len(episodes)),
         f"{prefix}/failed": float(counts[EpisodeStatus.FAILED]),
         f"{prefix}/timed_out": float(counts[EpisodeStatus.TIMED_OUT]),
+        # episodes rerun because their worker was lost (the lost attempts stay in the store, untrained)
+        f"{prefix}/retried": float(sum(e.retry_of is not None for e in episodes)),
     }
     if rewards:
         out[f"{prefix}/reward_mean"] = sum(rewards) / len(rewards)

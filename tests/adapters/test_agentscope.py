@@ -16,7 +16,7 @@ import pytest
 import ajet.adapters.agentscope as agentscope_plugin
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.rollout import RolloutExecutor
+from ajet.core.rollout import RolloutExecutor, local_tuner
 from ajet.core.runtime import Runtime
 from ajet.core.types import EpisodeStatus
 from tests.adapters.runtimes import adapter_runtime, registry_with
@@ -156,7 +156,7 @@ async def test_make_model_options(runtime: Runtime) -> None:
     from agentscope.formatter import OpenAIMultiAgentFormatter
     from agentscope.model import OpenAIChatModel
 
-    tuner = AjetTuner(episode_id="e-options", gateway=runtime.gateway, registry=runtime.registry)
+    tuner = local_tuner(runtime, "e-options")
     formatter = OpenAIMultiAgentFormatter()
     model = tuner.as_agentscope_model(
         parameters={"temperature": 0.5, "max_tokens": 4},

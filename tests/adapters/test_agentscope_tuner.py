@@ -19,6 +19,7 @@ from ajet.core.engines.transformers_engine import TransformersEngine
 from ajet.core.gateway.keys import split_untrained
 from ajet.core.import_hints import install_hint
 from ajet.core.loading import load_workflow_factory
+from ajet.core.rollout import local_tuner
 from ajet.core.runtime import Runtime
 from tests.adapters.runtimes import adapter_runtime
 
@@ -35,7 +36,7 @@ async def runtime(tiny_model_and_tokenizer: tuple[Any, Any]) -> AsyncIterator[Ru
 
 
 def tuner_for(runtime: Runtime, episode_id: str, **kwargs: Any) -> AjetTuner:
-    return AjetTuner(episode_id=episode_id, gateway=runtime.gateway, registry=runtime.registry, **kwargs)
+    return local_tuner(runtime, episode_id, **kwargs)
 
 
 class NativeModel(ChatModelBase):
@@ -133,7 +134,7 @@ async def test_native_debug_model_calls_and_failures_are_counted(runtime: Runtim
     with pytest.raises(ConnectionError):  # the error still reaches the agent
         await failing(messages=[])
     assert broken.fail and type(broken) is NativeModel, "the user's own object is left as it was"
-    counts = runtime.gateway.keys.untrained_calls(episode_id)
+    counts = tuner.native_untrained_calls()  # the rollout adds them to the gateway's own count
     assert counts == {"villager": 2, "seer": 1, "seer (failed)": 1}
     assert split_untrained(counts) == ({"villager": 2, "seer": 1}, {"seer": 1})
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 import ajet.adapters.agentscope as agentscope_plugin
 from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
 from ajet.core.engines.transformers_engine import TransformersEngine
-from ajet.core.rollout import RolloutExecutor
+from ajet.core.rollout import RolloutExecutor, local_tuner
 from ajet.core.runtime import Runtime
 from ajet.core.types import EpisodeStatus, LlmCall
 from tests.adapters.netcheck import no_sockets
@@ -220,7 +220,7 @@ async def test_tool_call_and_structured_output_round_trip(scripted_runtime: Runt
 async def test_streaming_is_refused_with_a_reason(runtime: Runtime) -> None:
     """1.0.21's stream parser reads `"data" in delta.audio`, and openai's chunks carry `audio=None`: every
     streamed reply would fail with a TypeError deep in AgentScope, so the adapter says why up front."""
-    tuner = AjetTuner(episode_id="e-stream", gateway=runtime.gateway, registry=runtime.registry)
+    tuner = local_tuner(runtime, "e-stream")
     model = tuner.as_agentscope_model()
     assert isinstance(model, OpenAIChatModel) and model.stream is False
     from openai.types.chat.chat_completion_chunk import ChoiceDelta

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import openai
@@ -29,7 +29,7 @@ from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
 from ajet.core.engines.transformers_engine import TransformersEngine
 from ajet.core.gateway.backends import EngineChatBackend
 from ajet.core.gateway.schemas import ChatCompletionRequest, completion_body
-from ajet.core.rollout import RolloutExecutor
+from ajet.core.rollout import RolloutExecutor, local_tuner
 from ajet.core.runtime import Runtime
 from ajet.core.types import Completion, EpisodeStatus, SamplingParams
 from tests.adapters.netcheck import no_sockets
@@ -138,17 +138,19 @@ async def test_langgraph_graph_with_async_and_sync_nodes(runtime: Runtime) -> No
 
 
 class ToolRoundTripWorkflow(Workflow):
+    backend: ClassVar[Any] = None
+
     """A tool call the gateway parsed surfaces as `AIMessage.tool_calls`, and its result goes back in.
 
     The random tiny model does not write tool calls, so the tool-call completion is given to the gateway's own
-    backend (`result_from`: the Hermes parser) and the gateway's response body to LangChain's own parser."""
+    backend (`result_from`: the Hermes parser; the test sets `backend`) and the gateway's response body to LangChain's own parser."""
 
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         model = tuner.as_langchain_model()
         question = HumanMessage(workflow_task.task.main_query)
         await model.bind_tools([add]).ainvoke([question])  # a real call with tools (tiny model: no call)
 
-        backend = tuner.handle().gateway.backend
+        backend = type(self).backend
         assert isinstance(backend, EngineChatBackend)
         ids = backend.engine.tokenizer(TOOL_CALL_TEXT, add_special_tokens=False)["input_ids"]
         completion = Completion(
@@ -189,6 +191,7 @@ def _openai_tool() -> dict[str, Any]:
 
 
 async def test_tool_calls_surface_and_results_go_back(runtime: Runtime) -> None:
+    ToolRoundTripWorkflow.backend = runtime.backend
     episodes = await RolloutExecutor(runtime, ToolRoundTripWorkflow).run(TASKS)
     assert [e.status for e in episodes] == [EpisodeStatus.OK] * 2, [e.error for e in episodes]
     for episode in episodes:
@@ -255,7 +258,7 @@ async def test_sync_and_streaming_calls_inside_a_running_loop(runtime: Runtime) 
 
     episode = Episode(task=TASKS[0], group_id="g")
     runtime.store.add_episode(episode)
-    tuner = AjetTuner(episode_id=episode.episode_id, gateway=runtime.gateway, registry=runtime.registry)
+    tuner = local_tuner(runtime, episode.episode_id)
     model = tuner.as_langchain_model(max_tokens=4)
     with no_sockets() as events:
         message = model.invoke("Hello")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -25,7 +25,7 @@ from ajet import AjetTuner, LabeledTask, Workflow, WorkflowOutput, WorkflowTask
 from ajet.core.engines.transformers_engine import TransformersEngine
 from ajet.core.gateway.backends import EngineChatBackend
 from ajet.core.gateway.schemas import ChatCompletionRequest, completion_body
-from ajet.core.rollout import RolloutExecutor
+from ajet.core.rollout import RolloutExecutor, local_tuner
 from ajet.core.runtime import Runtime
 from ajet.core.types import Completion, EpisodeStatus, SamplingParams
 from tests.adapters.netcheck import no_sockets
@@ -97,13 +97,15 @@ async def test_runner_runs_in_a_workflow_and_every_call_is_recorded(runtime: Run
 
 
 class ToolRoundTripWorkflow(Workflow):
+    backend: ClassVar[Any] = None
+
     """A tool call the gateway parsed becomes the SDK's `ResponseFunctionToolCall`, and its output goes back in.
 
     The random tiny model does not write tool calls, so the tool-call completion is given to the gateway's own
-    backend (`result_from`: the Hermes parser) and the gateway's response body to the SDK's own converter."""
+    backend (`result_from`: the Hermes parser; the test sets `backend`) and the gateway's response body to the SDK's own converter."""
 
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
-        backend = tuner.handle().gateway.backend
+        backend = type(self).backend
         assert isinstance(backend, EngineChatBackend)
         ids = backend.engine.tokenizer(TOOL_CALL_TEXT, add_special_tokens=False)["input_ids"]
         completion = Completion(
@@ -141,6 +143,7 @@ class ToolRoundTripWorkflow(Workflow):
 
 
 async def test_tool_calls_surface_and_outputs_go_back(runtime: Runtime) -> None:
+    ToolRoundTripWorkflow.backend = runtime.backend
     episodes = await RolloutExecutor(runtime, ToolRoundTripWorkflow).run(TASKS)
     assert [e.status for e in episodes] == [EpisodeStatus.OK] * 2, [e.error for e in episodes]
     for episode in episodes:
@@ -161,7 +164,7 @@ async def test_a_users_tracing_choice_stands(monkeypatch: pytest.MonkeyPatch, ru
 
     episode = Episode(task=TASKS[0], group_id="g")
     runtime.store.add_episode(episode)
-    tuner = AjetTuner(episode_id=episode.episode_id, gateway=runtime.gateway, registry=runtime.registry)
+    tuner = local_tuner(runtime, episode.episode_id)
     monkeypatch.setattr(openai_agents_plugin, "_tracing_configured", False)
     monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "0")
     agents.set_tracing_disabled(False)

@@ -40,7 +40,7 @@ from ajet.adapters.agentscope.hints import agentscope_import_hint
 from ajet.adapters.agentscope.native import count_native_calls
 from ajet.adapters.agentscope.react import run_react
 from ajet.core.adapter import Adapter
-from ajet.core.handle import IN_PROCESS_BASE_URL, ModelHandle
+from ajet.core.handle import ModelHandle
 from ajet.core.hookspecs import hookimpl
 
 
@@ -78,7 +78,7 @@ def _make_v2(handle: ModelHandle, *, stream: bool, **kwargs: Any) -> Any:
     kwargs.setdefault("formatter", OpenAIChatFormatter())
     kwargs["client_kwargs"] = _client_kwargs(handle, kwargs.get("client_kwargs"))
     return OpenAIChatModel(
-        credential=OpenAICredential(api_key=handle.api_key, base_url=IN_PROCESS_BASE_URL),
+        credential=OpenAICredential(api_key=handle.api_key, base_url=handle.client_base_url),
         model=handle.model_name,
         stream=stream,
         **kwargs,
@@ -104,7 +104,7 @@ def _make_v1(handle: ModelHandle, *, stream: bool, **kwargs: Any) -> Any:
     else:
         key = "client_args"
     client = _client_kwargs(handle, kwargs.pop("client_kwargs", None) or kwargs.pop("client_args", None))
-    client["base_url"] = IN_PROCESS_BASE_URL
+    client["base_url"] = handle.client_base_url
     kwargs[key] = client
     return OpenAIChatModel(model_name=handle.model_name, api_key=handle.api_key, stream=stream, **kwargs)
 

@@ -27,8 +27,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ajet.core.episode_access import AGENT_KEYS_PATH
 from ajet.core.gateway.backends import ChatBackend, ChatResult, OpenAIChatBackend
-from ajet.core.gateway.keys import KeyBinding, KeyRegistry, OpenAIEndpoint
+from ajet.core.gateway.connection import IN_PROCESS_BASE_URL, GatewayConnection
+from ajet.core.gateway.keys import (
+    AgentKeyRequest,
+    KeyBinding,
+    KeyRegistry,
+    OpenAIEndpoint,
+    UnknownEpisodeKey,
+)
 from ajet.core.gateway.limits import MAX_NESTING, check_body
 from ajet.core.gateway.schemas import (
     AssistantMessage,
@@ -46,13 +54,10 @@ from ajet.core.store.base import Store, UnknownEpisode
 from ajet.core.types import LlmCall
 
 logger = logging.getLogger(__name__)
+__all__ = ["IN_PROCESS_BASE_URL", "Gateway"]
 
 T = TypeVar("T")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-IN_PROCESS_BASE_URL = "http://ajet-gateway/v1"
-# Generation can take minutes on a CPU; httpx's default of 5 s would cut it off.
-IN_PROCESS_TIMEOUT_S = 600.0
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -96,6 +101,7 @@ class Gateway:
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1" + AGENT_KEYS_PATH, self._agent_keys, methods=["POST"]),
                 Route("/health", self._health, methods=["GET"]),
             ],
             exception_handlers={HTTPException: self._http_exception},
@@ -103,18 +109,17 @@ class Gateway:
 
     # -- clients ---------------------------------------------------------------------------------------------
 
+    def connection(self) -> GatewayConnection:
+        """How clients in this process reach the gateway: its ASGI app, no socket."""
+        return GatewayConnection.in_process(self.app, self.base_url)
+
     def http_client(self, api_key: str) -> httpx.AsyncClient:
         """An httpx client bound to the gateway in-process (no socket); its requests carry `api_key`.
 
         Give it to the openai SDK:
         `AsyncOpenAI(base_url=IN_PROCESS_BASE_URL, api_key=key, http_client=gateway.http_client(key))`.
         """
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app),
-            base_url=IN_PROCESS_BASE_URL,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=IN_PROCESS_TIMEOUT_S,
-        )
+        return self.connection().async_client(api_key)
 
     # -- loopback HTTP ---------------------------------------------------------------------------------------
 
@@ -201,6 +206,24 @@ class Gateway:
 
     async def _models(self, request: Request) -> Response:
         return _json(models_body(self.model_name))
+
+    async def _agent_keys(self, request: Request) -> Response:
+        """An agent key for a worker that holds an episode key (see `keys.KeyRegistry.issue_agent_key`)."""
+        try:
+            _, _, episode_key = (request.headers.get("authorization") or "").partition(" ")
+            try:
+                wanted = AgentKeyRequest.model_validate_json(await self._read_body(request))
+            except ValidationError as exc:
+                raise validation_error_to_gateway_error(exc) from None
+            try:
+                answer = self.keys.issue_agent_key(episode_key.strip(), wanted)
+            except UnknownEpisodeKey as exc:
+                raise GatewayError(
+                    401, str(exc.args[0]), type="authentication_error", code="invalid_episode_key"
+                ) from None
+            return _json(answer.model_dump())
+        except GatewayError as exc:
+            return _error(exc)
 
     async def _http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

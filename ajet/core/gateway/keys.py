@@ -1,6 +1,12 @@
 """API keys: each one is bound to one agent in one episode, and that binding is the only place a request's
 episode comes from, so a request can only ever write into the record of its own episode.
 
+Two kinds of key. An *episode key* is issued when an episode starts (`open_episode`), with the episode's
+`EpisodeGrant` (which agents it trains, its sampling defaults and seed); it can do one thing: ask for *agent
+keys* (`issue_agent_key`), in this process or over HTTP (`POST /v1/ajet/agent_keys`), which is all a worker in
+another process needs to run an episode. The grant, not the asker, decides whether an agent is trained and
+which seed it gets. Agent keys are the ones that call `/v1/chat/completions`.
+
 Also the small per-episode state the gateway keeps while an episode runs: the call sequence counter, and the
 raw completion text behind each tool call it returned (so that the next prompt shows the model exactly what
 it wrote, not a re-rendering of the parsed call). `revoke_episode` drops all of it.
@@ -17,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 KEY_PREFIX = "ajet-"
+EPISODE_KEY_PREFIX = "ajet-episode-"
 # In `untrained_calls`, the failed calls of a tag are counted under "<tag> (failed)", beside the tag's calls (which
 # include them): the count travels with the episode (store, JSONL) with no second field.
 FAILED_SUFFIX = " (failed)"
@@ -55,10 +62,62 @@ class KeyBinding(BaseModel):
     seed: int | None = None
 
 
+class EpisodeGrant(BaseModel):
+    """What an episode is allowed, fixed when it starts: the rules its agent keys are issued under."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    episode_id: str
+    #: agent tags trained in this episode; None trains every tag
+    trainable_targets: list[str] | None = None
+    #: sampling defaults for every agent's calls (e.g. temperature 0 for validation)
+    sampling: dict[str, Any] | None = None
+    #: base seed: agent i of the episode gets seed + 15_485_863 * i (its calls then add 7919 * call index)
+    seed: int | None = None
+
+    def trains(self, target_tag: str) -> bool:
+        return self.trainable_targets is None or target_tag in self.trainable_targets
+
+
+class AgentKeyRequest(BaseModel):
+    """A worker's request for one agent's key (the body of `POST /v1/ajet/agent_keys`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent_name: str = Field("default", min_length=1)
+    target_tag: str = Field("default", min_length=1)
+    #: for an agent that is not trained: the endpoint that serves it instead of the policy
+    debug_endpoint: OpenAIEndpoint | None = None
+
+
+class AgentKey(BaseModel):
+    """The answer: the agent's key and whether the episode trains it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str
+    trainable: bool
+
+
+class UnknownEpisodeKey(KeyError):
+    """The episode key is unknown, or its episode has ended."""
+
+
 class _EpisodeState:
-    __slots__ = ("cancelled", "completions", "keys", "next_seq", "started", "untrained")
+    __slots__ = (
+        "agent_keys",
+        "cancelled",
+        "completions",
+        "grant",
+        "keys",
+        "next_seq",
+        "started",
+        "untrained",
+    )
 
     def __init__(self) -> None:
+        self.grant: EpisodeGrant | None = None
+        self.agent_keys = 0  # agent keys issued under the grant (each agent's seed offset)
         self.keys: set[str] = set()
         self.untrained: dict[str, int] = {}  # target_tag -> calls served but not recorded
         self.cancelled = 0  # calls whose client left before the answer: cancelled, not recorded
@@ -74,7 +133,45 @@ class KeyRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bindings: dict[str, KeyBinding] = {}
+        self._episode_keys: dict[str, str] = {}  # episode key -> episode id
         self._episodes: dict[str, _EpisodeState] = {}
+
+    def open_episode(self, grant: EpisodeGrant) -> str:
+        """The episode key of a starting episode: it issues the episode's agent keys, under `grant`."""
+        key = EPISODE_KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._lock:
+            state = self._episode(grant.episode_id)
+            state.grant = grant
+            state.keys.add(key)
+            self._episode_keys[key] = grant.episode_id
+        return key
+
+    def issue_agent_key(self, episode_key: str, request: AgentKeyRequest) -> AgentKey:
+        """An agent's key, bound under its episode's grant. Raises UnknownEpisodeKey for a key that is unknown
+        or whose episode has ended."""
+        with self._lock:
+            episode_id = self._episode_keys.get(episode_key)
+            state = self._episodes.get(episode_id) if episode_id is not None else None
+            if state is None or state.grant is None:
+                raise UnknownEpisodeKey(
+                    "unknown episode key: it is wrong, or its episode has finished and the key was revoked"
+                )
+            grant = state.grant
+            trainable = grant.trains(request.target_tag)
+            binding = KeyBinding(
+                episode_id=grant.episode_id,
+                agent_name=request.agent_name,
+                target_tag=request.target_tag,
+                trainable=trainable,
+                debug_endpoint=None if trainable else request.debug_endpoint,
+                sampling=grant.sampling,
+                seed=None if grant.seed is None else grant.seed + 15_485_863 * state.agent_keys,
+            )
+            state.agent_keys += 1
+            key = KEY_PREFIX + secrets.token_urlsafe(32)
+            self._bindings[key] = binding
+            state.keys.add(key)
+        return AgentKey(api_key=key, trainable=trainable)
 
     def issue(self, binding: KeyBinding) -> str:
         key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -95,6 +192,7 @@ class KeyRegistry:
                 return 0
             for key in state.keys:
                 self._bindings.pop(key, None)
+                self._episode_keys.pop(key, None)
             return len(state.keys)
 
     def next_seq(self, episode_id: str) -> int:

@@ -18,7 +18,7 @@ from pydantic_core import from_json, to_json
 from ajet.core.store.base import Store, UnknownEpisode
 from ajet.core.types import Episode, EpisodeStatus, LlmCall, check_transition
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _M = TypeVar("_M", Episode, LlmCall)
 
 # `seq` (INTEGER PRIMARY KEY) is the insertion order; contract reads sort by it.
@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS episodes (
     untrained_calls TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     traceback TEXT,
+    worker TEXT NOT NULL DEFAULT '{}',
+    retry_of TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL
@@ -72,7 +74,7 @@ CREATE INDEX IF NOT EXISTS calls_run_id ON calls (run_id);
 
 _EPISODE_COLUMNS = tuple(Episode.model_fields)
 _CALL_COLUMNS = tuple(LlmCall.model_fields)
-_EPISODE_JSON = frozenset({"task", "metadata", "target_rewards", "untrained_calls"})
+_EPISODE_JSON = frozenset({"task", "metadata", "target_rewards", "untrained_calls", "worker"})
 _CALL_JSON = frozenset(
     {"messages", "tools", "prompt_ids", "completion_ids", "logprobs", "response", "sampling"}
 )
@@ -128,11 +130,15 @@ class SqliteStore(Store):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
-            elif version < 2:  # 2: per-role rewards and the count of untrained calls
-                for column in ("target_rewards", "untrained_calls"):
-                    self._conn.execute(
-                        f"ALTER TABLE episodes ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'"
-                    )
+            else:
+                if version < 2:  # 2: per-role rewards and the count of untrained calls
+                    for column in ("target_rewards", "untrained_calls"):
+                        self._conn.execute(
+                            f"ALTER TABLE episodes ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'"
+                        )
+                if version < 3:  # 3: where an episode ran, and which lost attempt it re-runs
+                    self._conn.execute("ALTER TABLE episodes ADD COLUMN worker TEXT NOT NULL DEFAULT '{}'")
+                    self._conn.execute("ALTER TABLE episodes ADD COLUMN retry_of TEXT")
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._check_columns()
 
