@@ -154,5 +154,7 @@ async def test_agent_keys_over_http_follow_the_grant_and_die_with_the_episode(ru
 
 def test_an_unreachable_gateway_is_named() -> None:
     keys = HttpAgentKeys("http://127.0.0.1:9/v1", "ajet-episode-x", timeout_s=2)
-    with pytest.raises(ConnectionError, match="could not reach the ajet gateway at http://127.0.0.1:9/v1"):
+    with pytest.raises(
+        ConnectionError, match=r"could not reach the ajet gateway at http://127\.0\.0\.1:9/v1"
+    ):
         keys.issue(AgentKeyRequest())

@@ -143,7 +143,8 @@ class ToolRoundTripWorkflow(Workflow):
     """A tool call the gateway parsed surfaces as `AIMessage.tool_calls`, and its result goes back in.
 
     The random tiny model does not write tool calls, so the tool-call completion is given to the gateway's own
-    backend (`result_from`: the Hermes parser; the test sets `backend`) and the gateway's response body to LangChain's own parser."""
+    backend (`result_from`: the Hermes parser; the test sets `backend`) and the gateway's response body
+    to LangChain's own parser."""
 
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         model = tuner.as_langchain_model()

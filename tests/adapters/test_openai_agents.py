@@ -102,7 +102,8 @@ class ToolRoundTripWorkflow(Workflow):
     """A tool call the gateway parsed becomes the SDK's `ResponseFunctionToolCall`, and its output goes back in.
 
     The random tiny model does not write tool calls, so the tool-call completion is given to the gateway's own
-    backend (`result_from`: the Hermes parser; the test sets `backend`) and the gateway's response body to the SDK's own converter."""
+    backend (`result_from`: the Hermes parser; the test sets `backend`) and the gateway's response body
+    to the SDK's own converter."""
 
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         backend = type(self).backend
