@@ -209,6 +209,12 @@ class RayRolloutConfig(_Section):
     init_timeout_s: float = Field(
         120.0, gt=0, description="seconds to wait for Ray and every worker to be up, e.g. 120"
     )
+    hang_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds past rollout.episode_timeout_s after which a worker that has not answered is "
+        "restarted (a tool that blocks its event loop keeps the worker from timing the episode out itself)",
+    )
 
 
 class RolloutConfig(_Section):

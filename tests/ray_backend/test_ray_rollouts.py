@@ -99,3 +99,22 @@ async def test_a_killed_worker_s_episode_is_failed_and_retried_once_elsewhere(
         assert len(runtime.store.episodes(runtime.run_id)) == 5
     finally:
         await runtime.close()
+
+
+async def test_a_worker_blocked_past_the_timeout_is_timed_out_and_restarted(
+    ray_instance: None, tiny_model_and_tokenizer: Any
+) -> None:
+    runtime = await ray_runtime(tiny_model_and_tokenizer, {"path": f"{PROBE}:BlocksItsWorker"})
+    runtime.config.rollout.ray.hang_grace_s = 1.0
+    executor = RolloutExecutor(runtime, load_workflow_factory(runtime.config))
+    executor.settings.episode_timeout_s = 2.0
+    try:
+        episodes = await executor.run(TASKS)
+        assert len(episodes) == 4
+        stuck = episodes[0]
+        assert stuck.status == EpisodeStatus.TIMED_OUT and "did not answer" in (stuck.error or "")
+        assert stuck.error and "rollout.ray.hang_grace_s" in stuck.error
+        # the others finished, on the other worker or as retries of what the restart took down
+        assert all(e.status == EpisodeStatus.OK for e in episodes[1:]), [e.error for e in episodes]
+    finally:
+        await runtime.close()

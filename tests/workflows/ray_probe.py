@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 from ajet import AjetTuner, Workflow, WorkflowOutput, WorkflowTask
@@ -43,4 +44,17 @@ class KillsItsWorkerOnce(Workflow):
         if first and not marker.exists():
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
+        return WorkflowOutput(reward=1.0, metadata={"pid": os.getpid()})
+
+
+class BlocksItsWorker(Workflow):
+    """Task `victim` calls a tool that blocks its worker's event loop far past the episode timeout."""
+
+    victim: str = "t1"
+    block_s: float = 30.0
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        await one_call(tuner, workflow_task.task.main_query)
+        if workflow_task.task.task_id == self.victim and workflow_task.repeat_index == 0:
+            time.sleep(self.block_s)  # the point: a tool that blocks
         return WorkflowOutput(reward=1.0, metadata={"pid": os.getpid()})

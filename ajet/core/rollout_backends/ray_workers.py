@@ -22,6 +22,7 @@ from ajet.core.config import AjetConfig, ConfigError
 from ajet.core.episode_access import EpisodeAccess
 from ajet.core.episode_runner import EpisodeOutcome, run_episode, this_process
 from ajet.core.rollout_backends.base import RolloutBackend, WorkerLostError
+from ajet.core.types import EpisodeStatus
 
 logger = logging.getLogger(__name__)
 RAY_HINT = "install it with: pip install 'ray[default]==2.60.0' (or pip install 'ajet[ray]')"
@@ -130,7 +131,22 @@ class RayBackend(RolloutBackend):
         index = await self._pick(avoid)
         self._load[index] += 1
         try:
-            return await self._actors[index].run.remote(access)
+            ref = self._actors[index].run.remote(access)
+            # The worker times the episode out itself; this is the backstop for a worker that cannot (a tool that
+            # blocks its event loop): the episode is timed out and the stuck worker restarted.
+            backstop = access.timeout_s + self.config.rollout.ray.hang_grace_s
+            done, _ = await asyncio.wait({asyncio.ensure_future(_resolve(ref))}, timeout=backstop)
+            if not done:
+                self._restart(index)
+                grace = self.config.rollout.ray.hang_grace_s
+                return EpisodeOutcome(
+                    status=EpisodeStatus.TIMED_OUT,
+                    error=f"episode did not finish within {access.timeout_s:g} s (rollout.episode_timeout_s), "
+                    f"and its worker {self._names[index]} did not answer for {grace:g} s more "
+                    "(rollout.ray.hang_grace_s): a tool blocking the event loop? The worker was restarted.",
+                    worker={"backend": "ray", "worker": self._names[index]},
+                )
+            return done.pop().result()
         except (
             ray.exceptions.RayActorError,
             ray.exceptions.ActorUnavailableError,
@@ -154,6 +170,13 @@ class RayBackend(RolloutBackend):
             _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for wait in pending:
                 wait.cancel()
+
+    def _restart(self, index: int) -> None:
+        """Kill a stuck worker; Ray starts it again (its other episodes are lost, and retried elsewhere)."""
+        ray = _import_ray()
+        logger.warning("ray rollouts: restarting %s, which stopped answering", self._names[index])
+        self._lost(index)
+        ray.kill(self._actors[index], no_restart=False)
 
     def _lost(self, index: int) -> None:
         """Stop handing the worker episodes until Ray has restarted it (its actor answers again)."""
@@ -189,6 +212,10 @@ class RayBackend(RolloutBackend):
         if self._owns_ray:
             await asyncio.to_thread(ray.shutdown)
             self._owns_ray = False
+
+
+async def _resolve(ref: Any) -> Any:
+    return await ref
 
 
 def _import_ray() -> Any:
