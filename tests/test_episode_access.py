@@ -158,3 +158,43 @@ def test_an_unreachable_gateway_is_named() -> None:
         ConnectionError, match=r"could not reach the ajet gateway at http://127\.0\.0\.1:9/v1"
     ):
         keys.issue(AgentKeyRequest())
+
+
+ADAPTERS_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from ajet.core.episode_access import EpisodeAccess
+    from ajet.core.plugins import load_registry
+    from ajet.core.tuner import AjetTuner
+
+    async def main():
+        access = EpisodeAccess.model_validate_json(sys.stdin.read())
+        tuner = AjetTuner(access, load_registry())
+        chat = tuner.as_langchain_model(agent_name="lc", max_tokens=4)
+        await chat.ainvoke("async hello")
+        await asyncio.to_thread(chat.invoke, "sync hello")  # LangChain's sync path, over HTTP too
+        from agentscope.message import UserMsg
+
+        model = tuner.as_agentscope_model(agent_name="as")
+        await model([UserMsg(name="user", content="hello")])
+        print(json.dumps({"base_url": chat.openai_api_base}))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_framework_adapters_reach_the_gateway_over_http_from_another_process(runtime: Runtime) -> None:
+    episode, access = open_episode(runtime)
+    worker = subprocess.run(
+        [sys.executable, "-c", ADAPTERS_WORKER],
+        input=access.model_dump_json(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr
+    assert json.loads(worker.stdout)["base_url"] == access.base_url  # the real URL, not the in-process one
+    calls = runtime.store.calls(episode.episode_id)
+    assert [c.agent_name for c in calls] == ["lc", "lc", "as"]
+    assert all(c.trainable and c.completion_ids for c in calls)
