@@ -123,13 +123,13 @@ class RolloutExecutor:
             )
             self.runtime.store.add_episode(retry)
             try:
-                return await self._attempt(retry, seed, avoid=lost.worker)
-            except WorkerLostError as again:
-                return self.runtime.store.get_episode(retry.episode_id).model_copy(
-                    update={"error": again.reason}
-                )
+                return await self._attempt(retry, seed, avoid=lost.worker, last=True)
+            except WorkerLostError:  # recorded as failed; no third attempt
+                return self.runtime.store.get_episode(retry.episode_id)
 
-    async def _attempt(self, episode: Episode, seed: int | None, avoid: str | None = None) -> Episode:
+    async def _attempt(
+        self, episode: Episode, seed: int | None, avoid: str | None = None, last: bool = False
+    ) -> Episode:
         store = self.runtime.store
         keys = self.runtime.gateway.keys
         store.set_status(episode.episode_id, EpisodeStatus.RUNNING, started_at=time.time())
@@ -139,9 +139,10 @@ class RolloutExecutor:
             outcome = await self.backend.run(access, avoid=avoid)
         except WorkerLostError as exc:
             lost = exc
+            then = "its second loss: not retried again" if last else "rolled out again on another worker"
             outcome = EpisodeOutcome(
                 status=EpisodeStatus.FAILED,
-                error=f"worker lost: {exc.reason} (rolled out again on another worker)",
+                error=f"worker lost: {exc.reason} ({then})",
                 worker={"worker": exc.worker},
             )
         except Exception as exc:  # the backend itself failed (not the workflow): record it, keep going

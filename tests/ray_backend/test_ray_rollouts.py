@@ -107,7 +107,9 @@ async def test_a_worker_blocked_past_the_timeout_is_timed_out_and_restarted(
     runtime = await ray_runtime(tiny_model_and_tokenizer, {"path": f"{PROBE}:BlocksItsWorker"})
     runtime.config.rollout.ray.hang_grace_s = 1.0
     executor = RolloutExecutor(runtime, load_workflow_factory(runtime.config))
-    executor.settings.episode_timeout_s = 2.0
+    executor.settings.episode_timeout_s = (
+        8.0  # ample for the others on a busy machine; the victim blocks 30 s
+    )
     try:
         episodes = await executor.run(TASKS)
         assert len(episodes) == 4
@@ -116,5 +118,24 @@ async def test_a_worker_blocked_past_the_timeout_is_timed_out_and_restarted(
         assert stuck.error and "rollout.ray.hang_grace_s" in stuck.error
         # the others finished, on the other worker or as retries of what the restart took down
         assert all(e.status == EpisodeStatus.OK for e in episodes[1:]), [e.error for e in episodes]
+    finally:
+        await runtime.close()
+
+
+async def test_an_episode_lost_twice_stays_failed_and_is_not_tried_a_third_time(
+    ray_instance: None, tiny_model_and_tokenizer: Any, tmp_path: Path
+) -> None:
+    args = {"marker_dir": str(tmp_path), "always": True}
+    runtime = await ray_runtime(
+        tiny_model_and_tokenizer, {"path": f"{PROBE}:KillsItsWorkerOnce", "args": args}
+    )
+    try:
+        first, second = await RolloutExecutor(runtime, load_workflow_factory(runtime.config)).run(TASKS[:1])
+        assert second.status == EpisodeStatus.OK
+        assert first.status == EpisodeStatus.FAILED and first.retry_of is not None
+        assert first.error and "its second loss: not retried again" in first.error
+        lost = runtime.store.get_episode(first.retry_of)
+        assert lost.error and "rolled out again on another worker" in lost.error
+        assert len(runtime.store.episodes(runtime.run_id)) == 3
     finally:
         await runtime.close()

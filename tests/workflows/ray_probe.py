@@ -36,12 +36,13 @@ class KillsItsWorkerOnce(Workflow):
 
     marker_dir: str
     victim: str = "t1"
+    always: bool = False  # kill on every attempt, not just the first
 
     async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
         await one_call(tuner, workflow_task.task.main_query)
         marker = Path(self.marker_dir) / f"{workflow_task.task.task_id}-{workflow_task.repeat_index}"
         first = workflow_task.repeat_index == 0 and workflow_task.task.task_id == self.victim
-        if first and not marker.exists():
+        if first and (self.always or not marker.exists()):
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return WorkflowOutput(reward=1.0, metadata={"pid": os.getpid()})

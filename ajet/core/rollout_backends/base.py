@@ -22,7 +22,8 @@ class WorkerLostError(RuntimeError):
 
 
 class RolloutBackend(ABC):
-    #: how many episodes the backend runs at once (the executor never hands it more)
+    #: how many episodes the backend can run at once (the executor hands it at most this many, and at most
+    #: rollout.max_concurrency)
     max_concurrency: int = 8
 
     async def start(self) -> None:  # noqa: B027 - optional: backends with workers start them here

@@ -18,12 +18,12 @@ class LocalBackend(RolloutBackend):
         make_workflow: Callable[[], Workflow],
         registry: PluginRegistry,
         gateway: Gateway,
-        max_concurrency: int = 8,
     ) -> None:
         self.make_workflow = make_workflow
         self.registry = registry
         self.gateway = gateway
-        self.max_concurrency = max_concurrency
+        # no limit of its own: the executor's rollout.max_concurrency is the cap
+        self.max_concurrency = 1 << 30
 
     async def run(self, access: EpisodeAccess, *, avoid: str | None = None) -> EpisodeOutcome:
         return await run_episode(
@@ -36,4 +36,4 @@ class LocalBackend(RolloutBackend):
         )
 
     def describe(self) -> str:
-        return f"local ({self.max_concurrency} at once)"
+        return "local (asyncio tasks in this process)"
