@@ -48,12 +48,13 @@ class Ranks:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.tolist()
 
-    def all_reduce_max(self, value: float) -> float:
+    def all_reduce_max(self, values: Sequence[float]) -> list[float]:
+        """Element-wise maximum of `values` over the ranks."""
         if self.world_size == 1:
-            return float(value)
-        tensor = torch.tensor([value], dtype=torch.float64, device=self._collective_device)
+            return [float(v) for v in values]
+        tensor = torch.tensor(list(values), dtype=torch.float64, device=self._collective_device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return float(tensor.item())
+        return tensor.tolist()
 
     def broadcast_object(self, obj: T | None) -> T:
         """Rank 0's `obj` on every rank (pickled; the others pass None)."""
@@ -69,6 +70,7 @@ class Ranks:
 
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
+            dist.barrier()  # no rank tears its connections down while another still uses them
             dist.destroy_process_group()
 
     @property

@@ -246,7 +246,7 @@ class TrainingEngine:
         # Every rank runs the same number of forward/backward passes (FSDP all-gathers in each, DDP reduces in
         # the last): a rank with fewer micro-batches (or none) pads with empty ones that weigh nothing.
         real = len(batches)
-        passes = int(ranks.all_reduce_max(real))
+        passes = int(ranks.all_reduce_max([real])[0])
         batches += [self._empty_batch() for _ in range(passes - real)]
         self.module.train()
         sums: dict[str, float] = {}
@@ -283,21 +283,24 @@ class TrainingEngine:
                     entropy = entropy_from_logits(forward.scaled_logits())  # [B, N]
                     metrics["entropy"] = masked_mean(entropy, forward.logits_mask).item()
             for name, value in metrics.items():
-                # "loss" is already scaled to the mini-batch; the rest are averaged over trained tokens.
-                sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
+                # "loss" is already scaled to the mini-batch; maxima (ratio_max) stay maxima; the rest are
+                # averaged over trained tokens.
+                if name.endswith("_max"):
+                    sums[name] = max(sums.get(name, -math.inf), value)
+                else:
+                    sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
             tokens += batch.num_tokens
         # Metrics over the whole mini-batch: every sum over every rank's micro-batches (a rank with no samples
         # has no metric names: the names come from rank 0, which always has samples, the longest first).
-        names = sorted(ranks.broadcast_object(sorted(sums)))
-        local_counts = [
-            tokens,
-            sum(float(b.loss_mask.sum()) for b in batches[:real]),
-            sum(b.padded_tokens for b in batches[:real]),
-            real,
-        ]
-        reduced = ranks.all_reduce_sum([sums.get(name, 0.0) for name in names] + local_counts)
-        sums = dict(zip(names, reduced[: len(names)], strict=True))
-        tokens_all, trained, padded, micro = reduced[len(names) :]
+        names = ranks.broadcast_object(sorted(sums))
+        maxima = [name for name in names if name.endswith("_max")]
+        summed = [name for name in names if name not in maxima]
+        local_counts = [tokens, sum(float(b.loss_mask.sum()) for b in batches[:real])]
+        local_counts += [sum(b.padded_tokens for b in batches[:real]), real]
+        reduced = ranks.all_reduce_sum([sums.get(name, 0.0) for name in summed] + local_counts)
+        highest = ranks.all_reduce_max([sums.get(name, -math.inf) for name in maxima])
+        sums = {**dict(zip(summed, reduced, strict=False)), **dict(zip(maxima, highest, strict=True))}
+        tokens_all, trained, padded, micro = reduced[len(summed) :]
         trained = trained or 1.0
         # DDP's gradients are already averaged, so the norm is the global one; FSDP2's are DTensor shards and
         # clip_grad_norm_ reduces their norms over the ranks: global as well.
@@ -310,10 +313,12 @@ class TrainingEngine:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        elapsed = ranks.all_reduce_max(
-            time.perf_counter() - started
-        )  # the step takes as long as its slowest rank
-        out = {name: (value if name == "loss" else value / trained) for name, value in sums.items()}
+        # the step takes as long as its slowest rank
+        elapsed = ranks.all_reduce_max([time.perf_counter() - started])[0]
+        out = {
+            name: (value if name == "loss" or name.endswith("_max") else value / trained)
+            for name, value in sums.items()
+        }
         out.update(
             grad_norm=float(grad_norm),
             skipped_nonfinite_grad=float(not finite),
