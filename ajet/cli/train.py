@@ -140,6 +140,7 @@ def relaunch_under_torchrun(nproc: int) -> NoReturn:
         "--standalone",
         f"--nproc-per-node={nproc}",
         "-m",
+        "--",  # the rest is ajet's: torchrun's parser would take `--nproc` for an abbreviation of its own
         "ajet.cli",
         *sys.argv[1:],
     ]
