@@ -83,3 +83,36 @@ def test_two_ranks_train_to_the_weights_and_metrics_of_one_process(
             assert step_two[name] == step_one[name], name  # token counts are exact
         if "--lora" in flags:
             assert step_two["train/kl"] == pytest.approx(step_one["train/kl"], rel=1e-4, abs=1e-7)
+
+
+def test_a_one_process_checkpoint_of_the_older_layout_still_resumes(tmp_path: Path) -> None:
+    from ajet.trainer.checkpoint import Checkpoint, rng_state
+
+    older = Checkpoint(path=tmp_path, step=3, state={"step": 3, "rng": rng_state(), "engine": {}})
+    assert older.world_size == 1
+    older.check_world_size(1)
+    with pytest.raises(ValueError, match="resume with --nproc 1"):
+        older.check_world_size(2)
+    assert older.rng(0)["python"] == older.state["rng"]["python"]  # its one RNG state, in trainer_state.pt
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    older.load_optimizer(model, optimizer)  # no optimizer/ directory: TrainingEngine.load_state_dict has it
+    assert optimizer.state_dict()["state"] == {}
+
+
+async def test_shared_module_sync_copies_a_policy_that_is_not_the_engines_module() -> None:
+    """With FSDP the engine keeps its own module: a push copies rank 0's gathered full copy into it."""
+    from ajet.core.engines.transformers_engine import TransformersEngine
+    from ajet.core.models import build_tiny_model
+    from ajet.trainer.weight_sync.shared_module import SharedModuleSync
+
+    served, tokenizer = build_tiny_model(seed=0)
+    trained, _ = build_tiny_model(seed=1)
+    engine = TransformersEngine(served, tokenizer)
+    try:
+        metrics = await SharedModuleSync(engine, None).push(trained, version=4)
+    finally:
+        engine.close()
+    assert engine.version == 4 and metrics["weight_sync/bytes"] > 0
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(served.state_dict()[name], tensor), name
