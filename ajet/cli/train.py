@@ -113,6 +113,9 @@ def train_command(
         config.model.device = str(ranks.device)  # rank 0's engine, and each rank's policy: cuda:LOCAL_RANK
     try:
         asyncio.run(_train(config, registry, make_workflow, checkpoint, console, ranks))
+        # Only after a clean run: a rank that fails just exits (torchrun then stops the others), where a
+        # barrier would wait for ranks that are waiting in another collective.
+        ranks.close()
     except ModelNotFoundError as exc:  # a hub id that could not be downloaded
         fail(console, "configuration error", f"model.path: {exc}")
     except (ConfigError, PluginError, ValueError) as exc:
@@ -125,8 +128,6 @@ def train_command(
             f"{exc}\nThe run stopped before training on the failed step; continue it with: "
             f"ajet train --resume {where}",
         )
-    finally:
-        ranks.close()
 
 
 def relaunch_under_torchrun(nproc: int) -> NoReturn:

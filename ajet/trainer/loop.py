@@ -267,7 +267,8 @@ class Trainer:
                 restore_rng(self.resume.rng(self.ranks.rank), self.ranks.device)  # each rank its own
                 await self.push_weights()  # the engine serves the resumed weights, as version `step`
             elif master_process:
-                await self.verify_served(self.policy)  # version 0: the engine serves model.path as loaded
+                # version 0: the engine serves model.path as loaded (with FSDP: the copy made before sharding)
+                await self.verify_served(self.full_policy or self.policy)
             if master_process and self.step == 0:
                 validation = await self.validate(0)
                 if validation:
