@@ -1,12 +1,20 @@
-"""`ajet train -c CONFIG` and `ajet train --resume RUN_DIR`."""
+"""`ajet train -c CONFIG` and `ajet train --resume RUN_DIR`, on one process or N (`--nproc N`, or under torchrun).
+
+`--nproc N` (train.distributed.nproc) with N > 1 re-executes this same command under
+`python -m torch.distributed.run --standalone --nproc-per-node N -m ajet.cli ...`: torchrun then owns the ranks
+(Ctrl-C or SIGTERM stops them all; its exit status is the command's). Started by torchrun directly, the ranks
+come from its environment.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,6 +36,7 @@ from ajet.trainer.weight_sync.base import WeightSyncError
 
 if TYPE_CHECKING:
     from ajet.trainer.checkpoint import Checkpoint
+    from ajet.trainer.distributed import Ranks
 
 
 def train_command(
@@ -36,6 +45,9 @@ def train_command(
     steps: int | None = typer.Option(None, "--steps", min=1, help="override train.steps"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="override run_dir (default runs/<name>)"),
     set_fields: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    nproc: int | None = typer.Option(
+        None, "--nproc", min=1, help="training processes (ranks), e.g. 2: sets train.distributed.nproc"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show log messages"),
 ) -> None:
     """Train the workflow's model with RL (or SFT): a progress bar, metrics in TensorBoard and metrics.jsonl,
@@ -52,6 +64,8 @@ def train_command(
             from ajet.trainer.checkpoint import latest_checkpoint
 
             config = load_run_config(resume)
+            if nproc is not None:
+                _set_nproc(config, nproc)
             checkpoint = latest_checkpoint(resume)
             if checkpoint is None:
                 console.print(f"no checkpoint in {resume} yet: starting that run from step 0", markup=False)
@@ -59,6 +73,8 @@ def train_command(
             overrides = parse_overrides(set_fields)
             if run_dir is not None:
                 overrides["run_dir"] = str(run_dir)
+            if nproc is not None:
+                overrides["train.distributed.nproc"] = nproc
             config = load_config(config_path, overrides)
             checkpoint = None
         else:
@@ -71,11 +87,35 @@ def train_command(
         registry = load_registry()
         # Everything the config names is checked before the model loads: a mistake costs no wait.
         check_run(config, registry, training=True)
-        save_run_config(config.resolved_run_dir(), config)
+        launched = int(os.environ["WORLD_SIZE"]) if os.environ.get("WORLD_SIZE") else None  # set by torchrun
+        ranks_wanted = launched or config.train.distributed.nproc
+        if checkpoint is not None:
+            try:
+                checkpoint.check_world_size(ranks_wanted)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if int(os.environ.get("RANK", "0")) == 0:
+            save_run_config(config.resolved_run_dir(), config)
     except (ConfigError, PluginError, FileNotFoundError, TaskSourceError) as exc:
         fail(console, "configuration error", exc)
+    if launched is None and config.train.distributed.nproc > 1:
+        relaunch_under_torchrun(config.train.distributed.nproc)
+    from ajet.trainer.distributed import init_ranks
+
+    ranks = init_ranks(config)
+    if ranks.master_process and launched is not None and launched != config.train.distributed.nproc:
+        console.print(
+            f"train.distributed.nproc is {config.train.distributed.nproc}, and torchrun started {launched} "
+            f"ranks: training on {launched}",
+            markup=False,
+        )
+    if ranks.device.type == "cuda":
+        config.model.device = str(ranks.device)  # rank 0's engine, and each rank's policy: cuda:LOCAL_RANK
     try:
-        asyncio.run(_train(config, registry, make_workflow, checkpoint, console))
+        asyncio.run(_train(config, registry, make_workflow, checkpoint, console, ranks))
+        # Only after a clean run: a rank that fails just exits (torchrun then stops the others), where a
+        # barrier would wait for ranks that are waiting in another collective.
+        ranks.close()
     except ModelNotFoundError as exc:  # a hub id that could not be downloaded
         fail(console, "configuration error", f"model.path: {exc}")
     except (ConfigError, PluginError, ValueError) as exc:
@@ -90,22 +130,59 @@ def train_command(
         )
 
 
+def relaunch_under_torchrun(nproc: int) -> NoReturn:
+    """Replace this process by torchrun running the same command on `nproc` ranks (its children see
+    WORLD_SIZE and do not relaunch). exec, not a child process: signals reach torchrun directly, which stops
+    every rank, and torchrun's exit status is the command's."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "--",  # the rest is ajet's: torchrun's parser would take `--nproc` for an abbreviation of its own
+        "ajet.cli",
+        *sys.argv[1:],
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+
+
+def _set_nproc(config: AjetConfig, nproc: int) -> None:
+    # Assigned level by level so that the saved config (what was set, see save_run_config) keeps it.
+    config.train.distributed.nproc = nproc
+    config.train.distributed = config.train.distributed
+    config.train = config.train
+
+
 async def _train(
     config: AjetConfig,
     registry: PluginRegistry,
     make_workflow: Callable[[], Workflow],
     checkpoint: Checkpoint | None,
     console: Console,
+    ranks: Ranks,
 ) -> None:
     from ajet.trainer.loop import Trainer
 
+    if not ranks.master_process:  # the other ranks only train: no gateway, engine or store
+        quiet = Console(quiet=True)
+        follower = Trainer(
+            config, None, make_workflow, resume=checkpoint, console=quiet, ranks=ranks, registry=registry
+        )
+        await follower.run()
+        return
     if config.engine.kind == "vllm":  # the server start shows its own progress
         runtime = await build_runtime(config, registry)
     else:
         with console.status(escape(f"loading {config.model.path} ...")):
             runtime = await build_runtime(config, registry)
     try:
-        trainer = Trainer(config, runtime, make_workflow, resume=checkpoint, console=console)
+        trainer = Trainer(
+            config, runtime, make_workflow, resume=checkpoint, console=console, ranks=ranks, registry=registry
+        )
         if checkpoint is not None:
             console.print(f"resuming {runtime.run_dir} from step {checkpoint.step}", markup=False)
         result = await trainer.run()

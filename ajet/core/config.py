@@ -291,6 +291,28 @@ class LoggingConfig(_Section):
     wandb_project: str = Field("ajet", description="the W&B project name")
 
 
+class DistributedConfig(_Section):
+    """Data-parallel training over N processes (`ajet train --nproc N`, or torchrun): see docs/distributed.md."""
+
+    nproc: int = Field(
+        1, ge=1, le=1024, description="training processes (ranks), e.g. 2; one per GPU (--nproc N sets it)"
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="'ddp' (every rank holds the full model, gradients averaged) or 'fsdp' (FSDP2 "
+        "fully_shard: parameters, gradients and optimizer state sharded over the ranks)",
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend: 'auto' (nccl when model.device is cuda, else gloo)"
+    )
+    timeout_s: float = Field(
+        7200.0,
+        gt=0,
+        description="seconds a rank waits in a collective before giving up, e.g. 7200; the other ranks wait "
+        "in one while rank 0 runs a step's rollouts and validation, so keep it longer than those",
+    )
+
+
 class TrainConfig(_Section):
     algorithm: Literal["grpo", "sft"] = Field(
         "grpo", description="'grpo' (RL from rewards) or 'sft' (imitate)"
@@ -328,6 +350,7 @@ class TrainConfig(_Section):
         "the same result, fewer tokens. Off with gradient checkpointing, which turns the key/value cache off",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     skip_zero_advantage: bool = Field(True, description="drop samples whose advantage is 0 (no gradient)")
     val_every: int = Field(0, ge=0, description="validate every N steps (0: only at the start and end)")
     val_tasks: int | None = Field(
@@ -392,6 +415,16 @@ class AjetConfig(_Section):
     @classmethod
     def _workflow_shorthand(cls, value: Any) -> Any:
         return _path_shorthand(value)
+
+    @model_validator(mode="after")
+    def _backend_fits_the_device(self) -> AjetConfig:
+        backend = self.train.distributed.backend
+        if backend == "nccl" and not self.model.device.startswith("cuda"):
+            raise ValueError(
+                f"train.distributed.backend: nccl needs GPUs, and model.device is {self.model.device!r}; write "
+                "backend: gloo (or auto), or model.device: cuda"
+            )
+        return self
 
     @property
     def base_dir(self) -> Path:

@@ -21,6 +21,7 @@ from ajet.trainer.algorithms.entropy import entropy_from_logits
 from ajet.trainer.algorithms.masked import masked_mean
 from ajet.trainer.algorithms.registry import get_aggregation, get_kl_estimator, get_policy_loss
 from ajet.trainer.batching import MicroBatch, collate, plan_micro_batches
+from ajet.trainer.distributed import Ranks, is_sharded, shard_by_tokens, unwrapped, wrap_for_training
 from ajet.trainer.samples import Sample
 from ajet.trainer.shared_prefix import gather_rows, plan_prefixes, scatter_rows, shared_prefix_logits
 
@@ -127,6 +128,9 @@ def token_logprobs(
 
 
 class TrainingEngine:
+    """One optimizer step over a mini-batch, on one rank or on all the ranks of `ranks` (data-parallel: each
+    rank trains its share of the mini-batch; see `ajet.trainer.distributed`)."""
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -138,14 +142,13 @@ class TrainingEngine:
         reference_model: torch.nn.Module | None = None,
         autocast_to: torch.dtype | None = None,
         share_prefixes: bool = True,
+        ranks: Ranks | None = None,
+        strategy: str = "ddp",
     ) -> None:
-        self.model = model
+        self.ranks = ranks or Ranks(device=next(model.parameters()).device)
         self.autocast_to = (
             autocast_to  # matmul dtype under torch.autocast; weights and AdamW stay as they are
         )
-        # Rows with the same prompt compute it once. Not with gradient checkpointing: transformers turns the
-        # key/value cache off in training then, and sharing needs it.
-        self.share_prefixes = share_prefixes and not gradient_checkpointing
         self.pad_id = pad_id
         self.settings = optimizer or OptimizerSettings()
         self.micro_batch_tokens = micro_batch_tokens
@@ -155,7 +158,19 @@ class TrainingEngine:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()  # needed with LoRA: frozen embeddings give no grad to checkpoint
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        # `module` runs forward/backward (DDP around `model`, or `model` sharded in place by FSDP2); `model` is
+        # the plain module underneath, for state dicts and peft's disable_adapter.
+        self.module = wrap_for_training(model, self.ranks, strategy)
+        self.model = unwrapped(self.module)
+        # Rows with the same prompt compute it once. Not with gradient checkpointing: transformers turns the
+        # key/value cache off in training then, and sharing needs it. Not with FSDP over several ranks either:
+        # a shared prompt is a second forward, and every rank must run the same number (each all-gathers).
+        self.share_prefixes = (
+            share_prefixes
+            and not gradient_checkpointing
+            and not (self.ranks.world_size > 1 and is_sharded(self.model))
+        )
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
         self.optimizer = torch.optim.AdamW(
@@ -207,39 +222,60 @@ class TrainingEngine:
     # -- one optimizer step ------------------------------------------------------------------------------------
 
     def train_step(self, samples: Sequence[Sample], loss: LossSettings) -> dict[str, float]:
-        """One optimizer step on `samples` (a mini-batch): gradients accumulated over token-budget micro-batches so
-        that the result equals one big batch's. Returns metrics."""
+        """One optimizer step on `samples` (a mini-batch, the same list on every rank): gradients accumulated
+        over token-budget micro-batches so that the result equals one big batch's, whatever the number of
+        ranks. Each rank trains its share (`shard_by_tokens`). Returns metrics over the whole mini-batch."""
         started = time.perf_counter()
+        ranks = self.ranks
         policy_loss = get_policy_loss(loss.policy_loss)
         aggregate = get_aggregation(loss.aggregation)
-        weights = [1.0 / max(1, s.episode_num_samples) for s in samples] if loss.episode_weighting else None
-        batches = list(self.micro_batches(samples, weights))
-        # The mini-batch's own denominator, shared by every micro-batch, so the summed gradients are exact.
-        normalizer = sum(
-            aggregation_module.denominator(loss.aggregation, b.loss_mask, b.sample_weights) for b in batches
-        )
-        self.model.train()
+        mine = shard_by_tokens([len(s.input_ids) for s in samples], ranks.world_size)[ranks.rank]
+        local = [samples[i] for i in mine]
+        weights = [1.0 / max(1, s.episode_num_samples) for s in local] if loss.episode_weighting else None
+        batches = list(self.micro_batches(local, weights))
+        # The mini-batch's own denominator, summed over every micro-batch of every rank and shared by all, so
+        # that the gradients summed over micro-batches and ranks are exactly one big batch's.
+        normalizer = ranks.all_reduce_sum(
+            [
+                sum(
+                    float(aggregation_module.denominator(loss.aggregation, b.loss_mask, b.sample_weights))
+                    for b in batches
+                )
+            ]
+        )[0]
+        # Every rank runs the same number of forward/backward passes (FSDP all-gathers in each, DDP reduces in
+        # the last): a rank with fewer micro-batches (or none) pads with empty ones that weigh nothing.
+        real = len(batches)
+        passes = int(ranks.all_reduce_max([real])[0])
+        batches += [self._empty_batch() for _ in range(passes - real)]
+        self.module.train()
         sums: dict[str, float] = {}
         tokens = 0
-        for batch in batches:
-            forward = token_logprobs(self.model, batch, self.autocast_to, self.share_prefixes)
-            logprobs = forward.logprobs  # [B, T]
-            per_token, metrics = policy_loss(
-                logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
-            )
-            total = aggregate(
-                per_token, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
-            )
-            if loss.kl_coef > 0:
-                with torch.no_grad(), self._reference() as reference:
-                    ref_logprobs = token_logprobs(reference, batch, self.autocast_to).logprobs
-                kl = get_kl_estimator(loss.kl_estimator)(logprobs, ref_logprobs)  # [B, T]
-                kl_term = aggregate(
-                    kl, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            with self._gradient_sync(last):
+                forward = token_logprobs(self.module, batch, self.autocast_to, self.share_prefixes)
+                logprobs = forward.logprobs  # [B, T]
+                per_token, metrics = policy_loss(
+                    logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
                 )
-                total = total + loss.kl_coef * kl_term
-                metrics["kl"] = masked_mean(kl.detach(), batch.loss_mask).item()
-            total.backward()
+                total = aggregate(
+                    per_token, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
+                )
+                if loss.kl_coef > 0:
+                    with torch.no_grad(), self._reference() as reference:
+                        ref_logprobs = token_logprobs(reference, batch, self.autocast_to).logprobs
+                    kl = get_kl_estimator(loss.kl_estimator)(logprobs, ref_logprobs)  # [B, T]
+                    kl_term = aggregate(
+                        kl, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
+                    )
+                    total = total + loss.kl_coef * kl_term
+                    metrics["kl"] = masked_mean(kl.detach(), batch.loss_mask).item()
+                # DDP and FSDP average the ranks' gradients; the global normalizer already makes the sum over
+                # ranks the mini-batch's gradient, so each rank's loss is scaled by world_size to undo the mean.
+                (total * ranks.world_size).backward()
+            if index >= real:
+                continue  # an empty pass: no tokens, no metrics
             share = float(batch.loss_mask.sum())
             metrics["loss"] = float(total.detach())
             if loss.entropy_metric:
@@ -247,43 +283,92 @@ class TrainingEngine:
                     entropy = entropy_from_logits(forward.scaled_logits())  # [B, N]
                     metrics["entropy"] = masked_mean(entropy, forward.logits_mask).item()
             for name, value in metrics.items():
-                # "loss" is already scaled to the mini-batch; the rest are averaged over trained tokens.
-                sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
+                # "loss" is already scaled to the mini-batch; maxima (ratio_max) stay maxima; the rest are
+                # averaged over trained tokens.
+                if name.endswith("_max"):
+                    sums[name] = max(sums.get(name, -math.inf), value)
+                else:
+                    sums[name] = sums.get(name, 0.0) + (value if name == "loss" else value * share)
             tokens += batch.num_tokens
-        trained = sum(float(b.loss_mask.sum()) for b in batches) or 1.0
+        # Metrics over the whole mini-batch: every sum over every rank's micro-batches (a rank with no samples
+        # has no metric names: the names come from rank 0, which always has samples, the longest first).
+        names = ranks.broadcast_object(sorted(sums))
+        maxima = [name for name in names if name.endswith("_max")]
+        summed = [name for name in names if name not in maxima]
+        local_counts = [tokens, sum(float(b.loss_mask.sum()) for b in batches[:real])]
+        local_counts += [sum(b.padded_tokens for b in batches[:real]), real]
+        reduced = ranks.all_reduce_sum([sums.get(name, 0.0) for name in summed] + local_counts)
+        highest = ranks.all_reduce_max([sums.get(name, -math.inf) for name in maxima])
+        sums = {**dict(zip(summed, reduced, strict=False)), **dict(zip(maxima, highest, strict=True))}
+        tokens_all, trained, padded, micro = reduced[len(summed) :]
+        trained = trained or 1.0
+        # DDP's gradients are already averaged, so the norm is the global one; FSDP2's are DTensor shards and
+        # clip_grad_norm_ reduces their norms over the ranks: global as well.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.settings.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
         finite = bool(torch.isfinite(grad_norm))
         if finite:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        elapsed = time.perf_counter() - started
-        out = {name: (value if name == "loss" else value / trained) for name, value in sums.items()}
+        # the step takes as long as its slowest rank
+        elapsed = ranks.all_reduce_max([time.perf_counter() - started])[0]
+        out = {
+            name: (value if name == "loss" or name.endswith("_max") else value / trained)
+            for name, value in sums.items()
+        }
         out.update(
             grad_norm=float(grad_norm),
             skipped_nonfinite_grad=float(not finite),
             lr=self.scheduler.get_last_lr()[0],
-            train_tokens=float(tokens),
+            train_tokens=tokens_all,
             trained_tokens=trained,
-            padded_tokens=float(sum(b.padded_tokens for b in batches)),
-            micro_batches=float(len(batches)),
+            padded_tokens=padded,
+            micro_batches=micro,
             step_time_s=elapsed,
-            train_tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
+            train_tokens_per_s=tokens_all / elapsed if elapsed > 0 else 0.0,
         )
-        self.model.eval()
+        self.module.eval()
         return out
+
+    def _empty_batch(self) -> MicroBatch:
+        """A micro-batch of two pad tokens with nothing to train: a forward/backward that adds zero gradient."""
+        width = 2
+        zeros = torch.zeros((1, width), dtype=torch.float32)
+        return MicroBatch(
+            input_ids=torch.full((1, width), self.pad_id, dtype=torch.long),
+            attention_mask=torch.ones((1, width), dtype=torch.long),
+            loss_mask=zeros,
+            old_logprobs=zeros.clone(),
+            temperatures=torch.ones((1, width), dtype=torch.float32),
+            advantages=torch.zeros(1),
+            sample_weights=torch.zeros(1),
+            indices=[],
+        ).to(self.device)
+
+    @contextlib.contextmanager
+    def _gradient_sync(self, sync: bool) -> Iterator[None]:
+        """Reduce gradients over the ranks only in the last backward of a step (the others accumulate)."""
+        if self.ranks.world_size == 1:
+            yield
+        elif hasattr(self.module, "no_sync"):  # DDP
+            with contextlib.nullcontext() if sync else self.module.no_sync():
+                yield
+        else:  # FSDP2
+            self.module.set_requires_gradient_sync(sync)
+            yield
 
     # -- checkpoint state --------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "step": self.step,
-        }
+        """The schedule's state (the same on every rank); the optimizer's is saved apart, with
+        torch.distributed.checkpoint (see `ajet.trainer.checkpoint`), since with FSDP it is sharded."""
+        return {"scheduler": self.scheduler.state_dict(), "step": self.step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # a checkpoint from before optimizer states were saved with DCP
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])

@@ -9,11 +9,17 @@
         weight_sync.push(policy, version=step)           # the next rollouts use the new weights
         validate / checkpoint every k steps
 
+With N ranks (`ajet train --nproc N`, see `ajet.trainer.distributed`) the same loop runs in every process:
+rank 0 (`master_process`) owns the runtime (gateway, engine, store), runs the rollouts, builds the samples and
+broadcasts them; every rank trains its share of each mini-batch in `update()`; rank 0 pushes the weights, logs,
+validates and writes the checkpoint files, which every rank takes part in.
+
 The trainer reads recorded episodes through the store; it never imports an adapter.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable
@@ -21,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ajet.core.config import AjetConfig, ConfigError, TrainConfig
 from ajet.core.gateway.render import ChatRenderer
 from ajet.core.models import load_model
-from ajet.core.plugins import PluginError
+from ajet.core.plugins import PluginError, PluginRegistry, load_registry
 from ajet.core.precision import autocast_dtype
 from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import Runtime
@@ -45,6 +52,7 @@ from ajet.trainer.algorithms.registry import (
 from ajet.trainer.checkpoint import Checkpoint, restore_rng, save_checkpoint
 from ajet.trainer.data import TaskCursor
 from ajet.trainer.demonstrations import load_demonstrations
+from ajet.trainer.distributed import Ranks, full_state_dict, is_sharded
 from ajet.trainer.engine import LossSettings, OptimizerSettings, TrainingEngine
 from ajet.trainer.metrics import MetricsLogger
 from ajet.trainer.policy import frozen_copy, prepare_policy
@@ -80,16 +88,22 @@ def episode_metrics(episodes: list[Episode], prefix: str) -> dict[str, float]:
 
 
 class Trainer:
+    """The training loop. `runtime` is rank 0's (None on the other ranks, which only train)."""
+
     def __init__(
         self,
         config: AjetConfig,
-        runtime: Runtime,
+        runtime: Runtime | None,
         make_workflow: Callable[[], Workflow],
         *,
         resume: Checkpoint | None = None,
         console: Console | None = None,
+        ranks: Ranks | None = None,
+        registry: PluginRegistry | None = None,
     ) -> None:
-        if runtime.engine is None:
+        self.ranks = ranks or Ranks(device=torch.device(config.model.device))
+        self.master_process = self.ranks.master_process
+        if self.master_process and (runtime is None or runtime.engine is None):
             raise ValueError(
                 f"engine.kind {config.engine.kind!r} serves a model ajet cannot update; to train, use engine.kind "
                 "transformers (in-process) or vllm (a vLLM server)"
@@ -97,42 +111,53 @@ class Trainer:
         self.config = config
         self.runtime = runtime
         self.make_workflow = make_workflow
-        self.console = console or Console()
+        self.console = console or Console(quiet=not self.master_process)
         self.train = config.train
-        self.engine = runtime.engine
-        self.tokenizer = self.engine.tokenizer
-        self.run_dir = runtime.run_dir
+        self.engine = runtime.engine if runtime is not None else None
+        self.run_dir = runtime.run_dir if runtime is not None else config.resolved_run_dir()
         self.resume = resume
-        install_plugin_algorithms({k: r.value for k, r in runtime.registry.algorithms.items()})
+        if resume is not None:
+            resume.check_world_size(self.ranks.world_size)
+        registry = registry or (runtime.registry if runtime is not None else load_registry())
+        install_plugin_algorithms({k: r.value for k, r in registry.algorithms.items()})
         check_algorithm_names(config.train)
-
-        self.val_tasks: list[LabeledTask] = self._load_split("val") if config.data.val is not None else []
-        if self.train.val_tasks:
-            self.val_tasks = self.val_tasks[: self.train.val_tasks]
-        self.demonstrations: list[Sample] = []
-        if self.train.algorithm == "sft":
-            self.demonstrations = self._demonstration_samples()
-            self.train_tasks: list[LabeledTask] = []
-            self.cursor = TaskCursor(len(self.demonstrations), seed=config.seed)
-        else:
-            self.train_tasks = self._load_split("train")
-            self.cursor = TaskCursor(len(self.train_tasks), seed=config.seed)
+        sharded = self.ranks.world_size > 1 and self.train.distributed.strategy == "fsdp"
 
         # The trainer owns its policy. An in-process engine generates with that very module (nothing to copy);
-        # any other engine gets the weights pushed after each update (self.weight_sync).
-        model = self.engine.shared_module()
+        # any other engine gets the weights pushed after each update (self.weight_sync). FSDP shards the
+        # policy over the ranks, so an in-process engine then keeps its own full copy, and pushes copy into it.
+        model = self.engine.shared_module() if self.engine is not None and not sharded else None
         if model is None:
             with self.console.status(f"loading the policy {config.model.path} ..."):
-                model, _ = load_model(config.model.path, dtype=config.model.dtype, device=config.model.device)
+                model, tokenizer = load_model(
+                    config.model.path, dtype=config.model.dtype, device=self.ranks.device
+                )
+        self.tokenizer = self.engine.tokenizer if self.engine is not None else tokenizer
         self.policy = prepare_policy(model, self.train.lora, resume.model_dir if resume else None)
-        sync_name = config.engine.weight_sync
-        if sync_name == "auto":
-            sync_name = self.engine.default_weight_sync(self.train.lora.enabled)
-        try:
-            factory = runtime.registry.weight_sync_factory(sync_name)
-        except PluginError as exc:
-            raise ConfigError(str(exc)) from None
-        self.weight_sync: WeightSync = factory(self.engine, config)
+        # With FSDP, rank 0 keeps an unsharded CPU copy of the policy: the gathered weights are loaded into it for
+        # each push and checkpoint, so weight syncs and save_pretrained see a plain (or peft) module.
+        self.full_policy = copy.deepcopy(self.policy).cpu() if sharded and self.master_process else None
+
+        self.val_tasks: list[LabeledTask] = []
+        self.train_tasks: list[LabeledTask] = []
+        self.demonstrations: list[Sample] = []
+        if self.master_process:
+            if config.data.val is not None:
+                self.val_tasks = self._load_split("val")[: self.train.val_tasks or None]
+            if self.train.algorithm == "sft":
+                self.demonstrations = self._demonstration_samples()
+                self.cursor = TaskCursor(len(self.demonstrations), seed=config.seed)
+            else:
+                self.train_tasks = self._load_split("train")
+                self.cursor = TaskCursor(len(self.train_tasks), seed=config.seed)
+            sync_name = config.engine.weight_sync
+            if sync_name == "auto":
+                sync_name = self.engine.default_weight_sync(self.train.lora.enabled)
+            try:
+                factory = registry.weight_sync_factory(sync_name)
+            except PluginError as exc:
+                raise ConfigError(str(exc)) from None
+            self.weight_sync: WeightSync = factory(self.engine, config)
         reference = None
         if self.train.kl_coef > 0 and not self.train.lora.enabled:
             reference = frozen_copy(model)
@@ -155,6 +180,8 @@ class Trainer:
             reference_model=reference,
             # the engine's own autocast, so recomputed log-probs match the recorded ones
             autocast_to=getattr(self.engine, "autocast_dtype", autocast_dtype(config.model.autocast)),
+            ranks=self.ranks,
+            strategy=self.train.distributed.strategy,
         )
         self.loss = LossSettings(
             policy_loss="nll" if self.train.algorithm == "sft" else self.train.policy_loss,
@@ -167,7 +194,9 @@ class Trainer:
         self.step = 0
         if resume is not None:
             self.training.load_state_dict(resume.state["engine"])
-            self.cursor.load_state_dict(resume.state["cursor"])
+            resume.load_optimizer(self.training.model, self.training.optimizer)
+            if self.master_process:
+                self.cursor.load_state_dict(resume.state["cursor"])
             self.step = resume.step
 
     def _demonstration_samples(self) -> list[Sample]:
@@ -218,70 +247,91 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------------
 
     async def run(self) -> TrainResult:
+        master_process = self.master_process
         result = TrainResult(steps=self.train.steps, final_step=self.step)
-        logger = MetricsLogger(
-            self.run_dir,
-            tensorboard=self.train.logging.tensorboard,
-            wandb=self.train.logging.wandb,
-            wandb_project=self.train.logging.wandb_project,
-            run_name=self.config.name,
-            config=self.config.model_dump(mode="json"),
+        logger = (
+            MetricsLogger(
+                self.run_dir,
+                tensorboard=self.train.logging.tensorboard,
+                wandb=self.train.logging.wandb,
+                wandb_project=self.train.logging.wandb_project,
+                run_name=self.config.name,
+                config=self.config.model_dump(mode="json"),
+            )
+            if master_process
+            else None
         )
-        await self.weight_sync.start(self.policy)
-        if self.resume is not None:
-            restore_rng(self.resume.state["rng"])
-            await self.push_weights()  # the engine serves the resumed weights, as version `step`
-        else:
-            await self.verify_served()  # version 0: the engine serves model.path as the trainer loaded it
+        if master_process:
+            await self.weight_sync.start(self.full_policy or self.policy)
         started = time.perf_counter()
         try:
-            if self.step == 0:
+            if self.resume is not None:
+                restore_rng(self.resume.rng(self.ranks.rank), self.ranks.device)  # each rank its own
+                await self.push_weights()  # the engine serves the resumed weights, as version `step`
+            elif master_process:
+                # version 0: the engine serves model.path as loaded (with FSDP: the copy made before sharding)
+                await self.verify_served(self.full_policy or self.policy)
+            if master_process and self.step == 0:
                 validation = await self.validate(0)
                 if validation:
                     logger.log(0, validation)
                     result.validation.append({"step": 0, **validation})
             with self._progress() as progress:
                 bar = progress.add_task("train", total=self.train.steps, completed=self.step, summary="")
-                while self.step < self.train.steps:
-                    if (
-                        self.train.max_time_s is not None
-                        and time.perf_counter() - started > self.train.max_time_s
-                    ):
-                        self.console.print(
-                            f"stopping: train.max_time_s ({self.train.max_time_s:g} s) reached"
-                        )
+                while True:
+                    # rank 0 decides when to stop (train.steps, train.max_time_s) and tells the other ranks
+                    stop = self.ranks.broadcast_object(self._should_stop(started) if master_process else None)
+                    if stop:
                         break
                     self.step += 1
-                    metrics = await self.train_step(self.step)
-                    if self.train.val_every and self.step % self.train.val_every == 0:
-                        metrics.update(await self.validate(self.step))
-                    logger.log(self.step, metrics)
-                    result.history.append({"step": self.step, **metrics})
+                    metrics = await self.train_step(self.step)  # every rank: update, push
+                    if master_process:
+                        if self.train.val_every and self.step % self.train.val_every == 0:
+                            metrics.update(await self.validate(self.step))
+                        logger.log(self.step, metrics)
+                        result.history.append({"step": self.step, **metrics})
                     if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
-                        self.save()
+                        self.save()  # every rank writes its part
                     progress.update(bar, completed=self.step, summary=_summary(metrics))
-            if not (self.train.val_every and self.step % self.train.val_every == 0):
-                validation = await self.validate(self.step)
+            if master_process:
+                if not (self.train.val_every and self.step % self.train.val_every == 0):
+                    validation = await self.validate(self.step)
+                    if validation:
+                        logger.log(self.step, validation)
+                else:
+                    validation = {k: v for k, v in result.history[-1].items() if k.startswith("val/")}
                 if validation:
-                    logger.log(self.step, validation)
-            else:
-                validation = {k: v for k, v in result.history[-1].items() if k.startswith("val/")}
-            if validation:
-                result.validation.append({"step": self.step, **validation})
+                    result.validation.append({"step": self.step, **validation})
             if not (self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0):
                 self.save()
         finally:
-            logger.close()
-            await self.weight_sync.aclose()
+            if master_process:
+                logger.close()
+                await self.weight_sync.aclose()
         result.final_step = self.step
         return result
 
+    def _should_stop(self, started: float) -> bool:
+        if self.step >= self.train.steps:
+            return True
+        if self.train.max_time_s is not None and time.perf_counter() - started > self.train.max_time_s:
+            self.console.print(f"stopping: train.max_time_s ({self.train.max_time_s:g} s) reached")
+            return True
+        return False
+
     async def train_step(self, step: int) -> dict[str, float]:
-        if self.train.algorithm == "sft":
-            batch = self.cursor.take(self.demonstrations, self.train.tasks_per_step)
-            metrics = self.update(batch, step)
+        """One step on every rank: rank 0 collects the samples and broadcasts them, all ranks update."""
+        samples, metrics = await self.collect(step) if self.master_process else ([], {})
+        samples = self.ranks.broadcast_object(samples)  # every rank: this step's samples (rank 0's list)
+        if samples:
+            metrics.update(self.update(samples, step))
             metrics.update(await self.push_weights())
-            return metrics
+        return metrics
+
+    async def collect(self, step: int) -> tuple[list[Sample], dict[str, float]]:
+        """Rank 0: this step's samples (rollouts, samples, advantages) and their metrics."""
+        if self.train.algorithm == "sft":
+            return self.cursor.take(self.demonstrations, self.train.tasks_per_step), {}
         rollout_started = time.perf_counter()
         tasks = self.cursor.take(self.train_tasks, self.train.tasks_per_step)
         episodes = await self._executor(
@@ -307,52 +357,66 @@ class Trainer:
             if self.train.skip_zero_advantage and self.train.kl_coef == 0:
                 samples = [s for s in samples if s.advantage != 0.0]
         metrics["samples/trained"] = float(len(samples))
-        if samples:
-            metrics.update(self.update(samples, step))
-            metrics.update(await self.push_weights())
-        return metrics
+        return samples, metrics
+
+    def gathered_policy(self) -> torch.nn.Module:
+        """The policy with its full weights, on rank 0: the policy itself (one rank, DDP), or with FSDP the
+        full copy after the shards were gathered into it (a collective: every rank calls this)."""
+        if self.full_policy is None and not (self.ranks.world_size > 1 and is_sharded(self.policy)):
+            return self.policy
+        weights = full_state_dict(self.policy)  # [full tensors on rank 0's CPU; empty elsewhere]
+        if self.full_policy is not None:
+            self.full_policy.load_state_dict(weights)
+            return self.full_policy
+        return self.policy
 
     async def push_weights(self) -> dict[str, float]:
         """Serve the policy as version `self.step` (the number of updates it has had), and check that the engine
-        now serves exactly it (see `weight_sync.verify`)."""
-        metrics = await self.weight_sync.push(self.policy, self.step)
-        metrics.update(await self.verify_served())
+        now serves exactly it (see `weight_sync.verify`). Every rank calls this; rank 0 pushes."""
+        policy = self.gathered_policy()
+        if not self.master_process:
+            return {}
+        metrics = await self.weight_sync.push(policy, self.step)
+        metrics.update(await self.verify_served(policy))
         return metrics
 
-    async def verify_served(self) -> dict[str, float]:
+    async def verify_served(self, policy: torch.nn.Module) -> dict[str, float]:
         engine = self.config.engine
         if not engine.verify_pushes or self.engine.shared_module() is not None:
-            return {}  # an in-process engine generates with the policy module itself
+            return {}  # an in-process engine generates with the policy module itself, or a copy pushed in
         tolerance = engine.verify_tolerance or default_tolerance(
             self.config.model.dtype, self.config.model.autocast
         )
-        diff = await check_served_policy(
-            self.engine, self.policy, self.step, tolerance, self.training.autocast_to
-        )
+        diff = await check_served_policy(self.engine, policy, self.step, tolerance, self.training.autocast_to)
         return {"weight_sync/verify_max_diff": diff}
 
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
-        """ppo_epochs passes over the samples, each split into mini_batches optimizer steps."""
-        rng = random.Random(self.config.seed * 31 + step)
-        totals: dict[str, float] = {}
-        count = 0
-        for _ in range(self.train.ppo_epochs):
-            order = list(range(len(samples)))
-            rng.shuffle(order)
-            chunks = [order[i :: self.train.mini_batches] for i in range(self.train.mini_batches)]
-            for chunk in chunks:
-                if not chunk:
-                    continue
-                metrics = self.training.train_step([samples[i] for i in chunk], self.loss)
-                for name, value in metrics.items():
-                    totals[name] = totals.get(name, 0.0) + value
-                count += 1
-        return {f"train/{name}": value / max(1, count) for name, value in totals.items()}
+        """ppo_epochs passes over the samples, each split into mini_batches optimizer steps (every rank)."""
+        return ppo_updates(
+            self.training,
+            samples,
+            self.loss,
+            ppo_epochs=self.train.ppo_epochs,
+            mini_batches=self.train.mini_batches,
+            seed=self.config.seed * 31 + step,
+        )
 
     def save(self) -> Path:
-        state = {"engine": self.training.state_dict(), "cursor": self.cursor.state_dict()}
+        """Checkpoint `self.step` (every rank: FSDP gathers the weights, each rank saves its optimizer shard)."""
+        policy = self.gathered_policy()
+        state = {
+            "engine": self.training.state_dict(),
+            "cursor": self.cursor.state_dict() if self.master_process else None,
+        }
         return save_checkpoint(
-            self.run_dir, self.step, self.policy, self.tokenizer, state, keep=self.train.keep_checkpoints
+            self.run_dir,
+            self.step,
+            policy,
+            self.tokenizer,
+            state,
+            keep=self.train.keep_checkpoints,
+            training=self.training,
+            ranks=self.ranks,
         )
 
     def _progress(self) -> Progress:
@@ -364,6 +428,35 @@ class Trainer:
             TimeElapsedColumn(),
             console=self.console,
         )
+
+
+def ppo_updates(
+    training: TrainingEngine,
+    samples: list[Sample],
+    loss: LossSettings,
+    *,
+    ppo_epochs: int,
+    mini_batches: int,
+    seed: int,
+) -> dict[str, float]:
+    """`ppo_epochs` passes over `samples`, each shuffled and split into `mini_batches` optimizer steps; every
+    rank computes the same split (same seed) and `train_step` trains its own share of each mini-batch.
+    Returns each metric's mean over the optimizer steps, as train/<name>."""
+    rng = random.Random(seed)
+    totals: dict[str, float] = {}
+    count = 0
+    for _ in range(ppo_epochs):
+        order = list(range(len(samples)))
+        rng.shuffle(order)
+        chunks = [order[i::mini_batches] for i in range(mini_batches)]
+        for chunk in chunks:
+            if not chunk:
+                continue
+            metrics = training.train_step([samples[i] for i in chunk], loss)
+            for name, value in metrics.items():
+                totals[name] = totals.get(name, 0.0) + value
+            count += 1
+    return {f"train/{name}": value / max(1, count) for name, value in totals.items()}
 
 
 def _summary(metrics: dict[str, float]) -> str:

@@ -1,12 +1,16 @@
 """`shared_module`: the in-process transformers engine generates with the trainer's own module, so a push
-copies nothing; it only waits for the running rows to finish and bumps the served version."""
+copies nothing; it only waits for the running rows to finish and bumps the served version.
+
+With FSDP the trainer's policy is sharded over the ranks and the engine keeps its own full module: the push
+then copies the gathered full weights (LoRA deltas added, Hugging Face names) into it."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
-from ajet.trainer.weight_sync.base import WeightSync, WeightSyncError, describe_metrics
+from ajet.trainer.weight_sync.base import WeightSync, WeightSyncError, describe_metrics, named_tensors_bytes
+from ajet.trainer.weight_sync.tensors import policy_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -25,5 +29,10 @@ class SharedModuleSync(WeightSync):
 
     async def push(self, policy: torch.nn.Module, version: int) -> dict[str, float]:
         started = time.perf_counter()
-        await self.engine.load_weights(policy, version)
-        return describe_metrics(started, time.perf_counter(), 0)
+        own = self.engine.shared_module()
+        if any(module is own for module in policy.modules()):
+            await self.engine.load_weights(policy, version)  # the engine's own module, trained in place
+            return describe_metrics(started, time.perf_counter(), 0)
+        tensors = policy_state_dict(policy)
+        await self.engine.load_weights(tensors, version)
+        return describe_metrics(started, time.perf_counter(), named_tensors_bytes(tensors))
