@@ -198,3 +198,11 @@ async def test_framework_adapters_reach_the_gateway_over_http_from_another_proce
     calls = runtime.store.calls(episode.episode_id)
     assert [c.agent_name for c in calls] == ["lc", "lc", "as"]
     assert all(c.trainable and c.completion_ids for c in calls)
+
+
+def test_a_wildcard_gateway_is_advertised_with_this_machine_s_address() -> None:
+    from ajet.core.runtime import reachable_url
+
+    assert reachable_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    advertised = httpx.URL(reachable_url("http://0.0.0.0:8000/v1"))
+    assert advertised.host not in ("0.0.0.0", "") and advertised.port == 8000 and advertised.path == "/v1"

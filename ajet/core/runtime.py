@@ -155,8 +155,18 @@ def reachable_url(bound: str) -> str:
     parts = urlsplit(bound)
     if parts.hostname not in ("0.0.0.0", "::"):
         return bound
-    address = socket.gethostbyname(socket.gethostname())
-    return urlunsplit(parts._replace(netloc=f"{address}:{parts.port}"))
+    return urlunsplit(parts._replace(netloc=f"{outbound_address()}:{parts.port}"))
+
+
+def outbound_address() -> str:
+    """This machine's address on the network its default route uses. A UDP "connect" sends nothing; it only
+    picks the interface. (The hostname's address is often 127.0.1.1 on Debian, useless to another machine.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())
 
 
 def load_judge(config: AjetConfig, registry: PluginRegistry) -> Judge | None:

@@ -27,10 +27,13 @@ TASKS = [
 ]
 
 
-async def ray_runtime(tiny: tuple[Any, Any], workflow: dict[str, Any]) -> Runtime:
+async def ray_runtime(
+    tiny: tuple[Any, Any], workflow: dict[str, Any], gateway: dict[str, Any] | None = None
+) -> Runtime:
     model, tokenizer = tiny
     config = parse_config(
         {
+            "gateway": gateway or {},
             "workflow": workflow,
             "framework": "openai_sdk",
             "rollout": {
@@ -137,5 +140,21 @@ async def test_an_episode_lost_twice_stays_failed_and_is_not_tried_a_third_time(
         lost = runtime.store.get_episode(first.retry_of)
         assert lost.error and "rolled out again on another worker" in lost.error
         assert len(runtime.store.episodes(runtime.run_id)) == 3
+    finally:
+        await runtime.close()
+
+
+async def test_workers_reach_a_gateway_on_the_network_through_its_advertised_address(
+    ray_instance: None, tiny_model_and_tokenizer: Any
+) -> None:
+    gateway = {"host": "0.0.0.0", "allow_remote": True}
+    runtime = await ray_runtime(tiny_model_and_tokenizer, {"path": f"{PROBE}:ReportsItsProcess"}, gateway)
+    try:
+        assert runtime.advertised_url and not runtime.advertised_url.startswith(
+            ("http://0.0.0.0", "http://127.")
+        )
+        episodes = await RolloutExecutor(runtime, load_workflow_factory(runtime.config)).run(TASKS[:1])
+        assert all(e.status == EpisodeStatus.OK for e in episodes), [e.error for e in episodes]
+        assert all(len(runtime.store.calls(e.episode_id)) == 1 for e in episodes)
     finally:
         await runtime.close()
