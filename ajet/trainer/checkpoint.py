@@ -21,6 +21,7 @@ import contextlib
 import os
 import random
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +75,22 @@ class Checkpoint:
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
 
         state = {"optimizer": get_optimizer_state_dict(module, optimizer)}  # the structure to load into
-        dcp.load(
-            state,
-            checkpoint_id=str(self.path / OPTIMIZER_DIR),
-            no_dist=not torch.distributed.is_initialized(),
-        )
+        with one_process_quietly():
+            dcp.load(
+                state,
+                checkpoint_id=str(self.path / OPTIMIZER_DIR),
+                no_dist=not torch.distributed.is_initialized(),
+            )
         set_optimizer_state_dict(module, optimizer, state["optimizer"])
+
+
+@contextlib.contextmanager
+def one_process_quietly() -> Iterator[None]:
+    """DCP warns at every save and load of one process ("torch.distributed is disabled ... assuming the intent is
+    to save in a single process"): that is the intent here, so the warning is noise in every run's output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def rng_state(device: torch.device | None = None) -> dict[str, Any]:
@@ -141,7 +152,8 @@ def save_checkpoint(
     ranks.barrier()  # the directory exists for everyone
     optimizer = {"optimizer": get_optimizer_state_dict(training.model, training.optimizer)}
     # a collective: each rank writes its shards (one rank: no process group, the same format)
-    dcp.save(optimizer, checkpoint_id=str(tmp / OPTIMIZER_DIR), no_dist=ranks.world_size == 1)
+    with one_process_quietly():
+        dcp.save(optimizer, checkpoint_id=str(tmp / OPTIMIZER_DIR), no_dist=ranks.world_size == 1)
     torch.save(rng_state(ranks.device), tmp / RNG_DIR / f"rank-{ranks.rank:05d}.pt")
     if ranks.master_process:
         with (

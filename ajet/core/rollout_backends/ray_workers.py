@@ -80,7 +80,9 @@ class RayBackend(RolloutBackend):
             ray = _import_ray()
             rollout = self.config.rollout
             if not ray.is_initialized():
-                await asyncio.to_thread(self._init_ray, ray)
+                # On this thread, not a helper one: Ray installs its signal handlers only from the main thread.
+                # It blocks the loop for the ~10 s a local instance takes to start, before any episode runs.
+                self._init_ray(ray)
             actor = ray.remote(EpisodeWorker).options(
                 max_concurrency=self.per_worker,
                 num_cpus=rollout.ray.num_cpus,
