@@ -53,6 +53,19 @@ def open_episode(runtime: Runtime, **grant: Any) -> tuple[Episode, EpisodeAccess
     return episode, access
 
 
+def run_worker(script: str, access: EpisodeAccess) -> dict[str, Any]:
+    """Run `script` in a fresh Python process with the access on its stdin; returns the JSON it prints."""
+    worker = subprocess.run(
+        [sys.executable, "-c", script],
+        input=access.model_dump_json(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr
+    return dict(json.loads(worker.stdout))
+
+
 WORKER = textwrap.dedent(
     """
     import asyncio, json, os, sys
@@ -79,15 +92,7 @@ WORKER = textwrap.dedent(
 
 async def test_a_tuner_rebuilt_from_the_access_in_another_process_is_recorded(runtime: Runtime) -> None:
     episode, access = open_episode(runtime, trainable_targets=["default"])
-    worker = subprocess.run(
-        [sys.executable, "-c", WORKER],
-        input=access.model_dump_json(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert worker.returncode == 0, worker.stderr
-    answer = json.loads(worker.stdout)
+    answer = run_worker(WORKER, access)
     assert answer["finish"] in ("stop", "length")
     # the grant decides: "solver" has target tag "solver", which this episode does not train
     assert answer["solver_trained"] is False and answer["critic_trained"] is False
@@ -97,15 +102,7 @@ async def test_a_tuner_rebuilt_from_the_access_in_another_process_is_recorded(ru
 
 async def test_trained_agents_of_a_worker_are_recorded_under_its_episode(runtime: Runtime) -> None:
     episode, access = open_episode(runtime)  # no targets: every agent is trained
-    worker = subprocess.run(
-        [sys.executable, "-c", WORKER],
-        input=access.model_dump_json(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert worker.returncode == 0, worker.stderr
-    assert json.loads(worker.stdout)["solver_trained"] is True
+    assert run_worker(WORKER, access)["solver_trained"] is True
     (call,) = runtime.store.calls(episode.episode_id)
     assert (
         call.agent_name == "solver"
@@ -186,15 +183,9 @@ ADAPTERS_WORKER = textwrap.dedent(
 
 async def test_framework_adapters_reach_the_gateway_over_http_from_another_process(runtime: Runtime) -> None:
     episode, access = open_episode(runtime)
-    worker = subprocess.run(
-        [sys.executable, "-c", ADAPTERS_WORKER],
-        input=access.model_dump_json(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert worker.returncode == 0, worker.stderr
-    assert json.loads(worker.stdout)["base_url"] == access.base_url  # the real URL, not the in-process one
+    assert (
+        run_worker(ADAPTERS_WORKER, access)["base_url"] == access.base_url
+    )  # the real URL, not the in-process one
     calls = runtime.store.calls(episode.episode_id)
     assert [c.agent_name for c in calls] == ["lc", "lc", "as"]
     assert all(c.trainable and c.completion_ids for c in calls)

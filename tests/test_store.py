@@ -345,18 +345,26 @@ def test_sqlite_file_settings_and_schema_version(tmp_path: Path) -> None:
         SqliteStore(path)
 
 
-def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path) -> None:
-    path = tmp_path / "ajet.sqlite"
+def old_store_file(path: Path, version: int, missing: tuple[str, ...]) -> Episode:
+    """A store file as schema `version` wrote it (without the episode columns added since), holding one
+    episode; returns that episode."""
     store = SqliteStore(path)
     episode = make_episode()
     store.add_episode(episode)
     store.close()
-    conn = sqlite3.connect(path)  # make it what version 1 wrote: no per-role rewards, no untrained counts
-    for column in ("target_rewards", "untrained_calls", "worker", "retry_of"):  # nor versions 3's columns
+    conn = sqlite3.connect(path)
+    for column in missing:
         conn.execute(f"ALTER TABLE episodes DROP COLUMN {column}")
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
+    return episode
+
+
+def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path) -> None:
+    path = tmp_path / "ajet.sqlite"
+    # version 1: no per-role rewards, no untrained counts (nor version 3's columns)
+    episode = old_store_file(path, 1, ("target_rewards", "untrained_calls", "worker", "retry_of"))
     store = SqliteStore(path)
     assert store.get_episode(episode.episode_id) == episode
     store.set_status(episode.episode_id, S.RUNNING, untrained_calls={"critic": 2})
@@ -365,16 +373,7 @@ def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path)
 
 def test_sqlite_migrates_a_version_2_file(tmp_path: Path) -> None:
     path = tmp_path / "ajet.sqlite"
-    store = SqliteStore(path)
-    episode = make_episode()
-    store.add_episode(episode)
-    store.close()
-    conn = sqlite3.connect(path)  # what version 2 wrote: no record of where an episode ran
-    for column in ("worker", "retry_of"):
-        conn.execute(f"ALTER TABLE episodes DROP COLUMN {column}")
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
-    conn.close()
+    episode = old_store_file(path, 2, ("worker", "retry_of"))  # no record of where an episode ran
     store = SqliteStore(path)
     assert store.get_episode(episode.episode_id) == episode
     where = {"backend": "ray", "worker": "ray-worker-1", "pid": 4242}
