@@ -41,19 +41,18 @@ class Ranks:
 
     def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum of `values` over the ranks (every rank passes the same number of values)."""
+        return self._all_reduce(values, dist.ReduceOp.SUM)
+
+    def all_reduce_max(self, values: Sequence[float]) -> list[float]:
+        """Element-wise maximum of `values` over the ranks."""
+        return self._all_reduce(values, dist.ReduceOp.MAX)
+
+    def _all_reduce(self, values: Sequence[float], op: Any) -> list[float]:
         if self.world_size == 1:
             return [float(v) for v in values]
         # float64: token counts and loss sums stay exact enough that 1 and N ranks log the same numbers
         tensor = torch.tensor(list(values), dtype=torch.float64, device=self._collective_device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor.tolist()
-
-    def all_reduce_max(self, values: Sequence[float]) -> list[float]:
-        """Element-wise maximum of `values` over the ranks."""
-        if self.world_size == 1:
-            return [float(v) for v in values]
-        tensor = torch.tensor(list(values), dtype=torch.float64, device=self._collective_device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        dist.all_reduce(tensor, op=op)
         return tensor.tolist()
 
     def broadcast_object(self, obj: T | None) -> T:
