@@ -38,11 +38,14 @@ def test_bad_value_names_the_field_and_what_to_write() -> None:
     assert "rollout.sampling.temperature" in message
 
 
-def test_missing_workflow_is_explained() -> None:
+def test_missing_workflow_is_explained_where_one_is_needed() -> None:
+    from ajet.core.loading import load_workflow_factory
+
+    config = parse_config({})  # `ajet serve` needs none: its clients run the episodes
     with pytest.raises(
-        ConfigError, match=r"workflow: required setting is missing\. Write the workflow class"
+        ConfigError, match=r"workflow: this command runs your workflow.*workflow\.py:MyWorkflow"
     ):
-        parse_config({})
+        load_workflow_factory(config)
 
 
 def test_openai_engine_needs_an_endpoint() -> None:

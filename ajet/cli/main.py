@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ajet.cli import debug, export, plot, plugins, train
+from ajet.cli import debug, export, plot, plugins, serve, train, worker
 from ajet.cli.tokenize import tokenize_command
 
 app = typer.Typer(
@@ -17,6 +17,8 @@ app = typer.Typer(
 app.command("debug")(debug.debug_command)
 app.command("plugins")(plugins.plugins_command)
 app.command("train")(train.train_command)
+app.command("serve")(serve.serve_command)
+app.command("worker")(worker.worker_command)
 app.command("export")(export.export_command)
 app.command("plot")(plot.plot_command)
 app.command("tokenize")(tokenize_command)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -22,15 +23,16 @@ from rich.markup import escape
 
 from ajet.cli.errors import fail
 from ajet.cli.overrides import SET_HELP, parse_overrides
-from ajet.core.config import AjetConfig, ConfigError, load_config
+from ajet.core.config import AjetConfig, ConfigError, load_config, parse_config
 from ajet.core.engines.base import EngineUnavailableError
 from ajet.core.engines.vllm_server import VllmServerError
 from ajet.core.loading import load_workflow_factory
 from ajet.core.models import ModelNotFoundError
 from ajet.core.plugins import PluginError, PluginRegistry, load_registry
 from ajet.core.preflight import check_run
-from ajet.core.runtime import build_runtime
+from ajet.core.runtime import Runtime, build_runtime
 from ajet.core.tasks import TaskSourceError
+from ajet.core.types import EpisodeStatus
 from ajet.core.workflow import Workflow
 from ajet.trainer.weight_sync.base import WeightSyncError
 
@@ -52,6 +54,21 @@ def train_command(
 ) -> None:
     """Train the workflow's model with RL (or SFT): a progress bar, metrics in TensorBoard and metrics.jsonl,
     checkpoints that resume exactly."""
+    run_training(config_path, resume, steps, run_dir, set_fields, nproc, verbose)
+
+
+def run_training(
+    config_path: Path | None,
+    resume: Path | None,
+    steps: int | None,
+    run_dir: Path | None,
+    set_fields: list[str] | None,
+    nproc: int | None,
+    verbose: bool,
+    serve: dict[str, object] | None = None,
+) -> None:
+    """`ajet train`, and `ajet serve` with `serve` = the settings it forces (rollout.backend: remote, the
+    gateway's host and port), set as overrides so that the saved run config keeps them."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -66,6 +83,8 @@ def train_command(
             config = load_run_config(resume)
             if nproc is not None:
                 _set_nproc(config, nproc)
+            if serve:
+                config = load_config_with(config, serve)
             checkpoint = latest_checkpoint(resume)
             if checkpoint is None:
                 console.print(f"no checkpoint in {resume} yet: starting that run from step 0", markup=False)
@@ -75,6 +94,7 @@ def train_command(
                 overrides["run_dir"] = str(run_dir)
             if nproc is not None:
                 overrides["train.distributed.nproc"] = nproc
+            overrides.update(serve or {})
             config = load_config(config_path, overrides)
             checkpoint = None
         else:
@@ -83,7 +103,8 @@ def train_command(
             raise ConfigError("--set applies to a new run (-c CONFIG); a resumed run keeps its saved config")
         if steps is not None:
             config.train.steps = steps
-        make_workflow = load_workflow_factory(config)
+        # `ajet serve` runs no workflow here (its clients do); one the config names is still checked.
+        make_workflow = None if serve and config.workflow is None else load_workflow_factory(config)
         registry = load_registry()
         # Everything the config names is checked before the model loads: a mistake costs no wait.
         check_run(config, registry, training=True)
@@ -130,6 +151,53 @@ def train_command(
         )
 
 
+def close_interrupted_episodes(runtime: Runtime) -> int:
+    """Episodes left pending or running by the process that stopped (a crash, a killed server): recorded as
+    failed with the reason. The resumed run redraws their tasks from its checkpoint."""
+    count = 0
+    for episode in runtime.store.episodes():
+        if episode.status in (EpisodeStatus.PENDING, EpisodeStatus.RUNNING):
+            runtime.store.set_status(
+                episode.episode_id,
+                EpisodeStatus.FAILED,
+                error="the run stopped before this episode finished (it is re-offered after --resume)",
+                finished_at=time.time(),
+            )
+            count += 1
+    return count
+
+
+def announce_server(runtime: Runtime, console: Console) -> None:
+    """For `ajet serve`: where clients connect, and with which token."""
+    from ajet.core.rollout_backends.remote import RemoteBackend
+
+    backend = runtime.rollouts
+    if not isinstance(backend, RemoteBackend) or runtime.advertised_url is None:
+        return
+    server = runtime.advertised_url.removesuffix("/v1")
+    console.print(
+        f"serving episodes at {server} (token: {backend.token_source}); run them with\n"
+        f"  ajet worker --server {server} -c CONFIG      (your Workflow class)\n"
+        "  or ajet.remote.EpisodeClient in your own code; the API: docs/remote.md, "
+        f"{runtime.advertised_url}/ajet/openapi.json",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def load_config_with(config: AjetConfig, settings: dict[str, object]) -> AjetConfig:
+    """A loaded config with dotted `settings` set (validated again)."""
+    data = config.model_dump(mode="json", exclude_unset=True)
+    for dotted, value in settings.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return parse_config(data, base_dir=config.base_dir)
+
+
 def relaunch_under_torchrun(nproc: int) -> NoReturn:
     """Replace this process by torchrun running the same command on `nproc` ranks (its children see
     WORLD_SIZE and do not relaunch). exec, not a child process: signals reach torchrun directly, which stops
@@ -160,7 +228,7 @@ def _set_nproc(config: AjetConfig, nproc: int) -> None:
 async def _train(
     config: AjetConfig,
     registry: PluginRegistry,
-    make_workflow: Callable[[], Workflow],
+    make_workflow: Callable[[], Workflow] | None,
     checkpoint: Checkpoint | None,
     console: Console,
     ranks: Ranks,
@@ -180,11 +248,20 @@ async def _train(
         with console.status(escape(f"loading {config.model.path} ...")):
             runtime = await build_runtime(config, registry)
     try:
+        if checkpoint is not None:
+            interrupted = close_interrupted_episodes(runtime)
+            if interrupted:
+                console.print(
+                    f"{interrupted} episodes were still running when the run stopped: recorded as failed; "
+                    "their tasks are rolled out again",
+                    markup=False,
+                )
         trainer = Trainer(
             config, runtime, make_workflow, resume=checkpoint, console=console, ranks=ranks, registry=registry
         )
         if checkpoint is not None:
             console.print(f"resuming {runtime.run_dir} from step {checkpoint.step}", markup=False)
+        announce_server(runtime, console)
         result = await trainer.run()
     finally:
         await runtime.close()

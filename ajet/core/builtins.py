@@ -62,10 +62,18 @@ def ray_rollouts(config: AjetConfig, registry: Any) -> Any:
     return RayBackend(config)
 
 
+def remote_rollouts(config: AjetConfig, registry: Any) -> Any:
+    """Episodes claimed over HTTP by any client, anywhere (`ajet serve`, `ajet worker`, `ajet.remote`)."""
+    from ajet.core.rollout_backends.remote import RemoteBackend
+
+    return RemoteBackend(config)
+
+
 @hookimpl
 def register_rollout_backends(register: Any) -> None:
     register("local", local_rollouts)
     register("ray", ray_rollouts)
+    register("remote", remote_rollouts)
 
 
 @hookimpl

@@ -217,6 +217,26 @@ class RayRolloutConfig(_Section):
     )
 
 
+class RemoteRolloutConfig(_Section):
+    """How `ajet serve` (`rollout.backend: remote`) hands episodes to clients over HTTP."""
+
+    lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a claimed episode stays with a client that sends no heartbeat (clients send one "
+        "every lease_s / 3); then it is recorded as timed out and offered again, e.g. 60",
+    )
+    max_reoffers: int = Field(
+        2, ge=0, le=100, description="how many times an episode whose lease expired is offered again, e.g. 2"
+    )
+    token_env: str = Field(
+        "AJET_SERVER_TOKEN",
+        min_length=1,
+        description="the environment variable holding the token clients claim episodes with; unset, the "
+        "server makes one and writes it to <run_dir>/server.json",
+    )
+
+
 class RolloutConfig(_Section):
     group_size: int = Field(4, ge=1, le=1024, description="episodes per task (a GRPO group), e.g. 4")
     max_concurrency: int = Field(
@@ -229,7 +249,8 @@ class RolloutConfig(_Section):
     )
     backend: str = Field(
         "local",
-        description="where episodes run: 'local' (asyncio tasks in this process) or 'ray' (Ray actors)",
+        description="where episodes run: 'local' (asyncio tasks in this process), 'ray' (Ray actors) or "
+        "'remote' (clients that claim them over HTTP: what `ajet serve` sets)",
     )
     workers: int = Field(2, ge=1, le=4096, description="for backend 'ray': how many worker actors, e.g. 4")
     address: str | None = Field(
@@ -238,6 +259,7 @@ class RolloutConfig(_Section):
         "machine belongs to; 'ray://HOST:10001' connects to a remote one",
     )
     ray: RayRolloutConfig = Field(default_factory=RayRolloutConfig)
+    remote: RemoteRolloutConfig = Field(default_factory=RemoteRolloutConfig)
 
 
 class GatewayConfig(_Section):
@@ -375,9 +397,10 @@ class JudgerConfig(_Section):
 
 class AjetConfig(_Section):
     name: str = Field("ajet-run", description="a name for the run; the run directory defaults to runs/<name>")
-    workflow: WorkflowConfig = Field(
+    workflow: WorkflowConfig | None = Field(
+        None,
         description="the workflow class, as 'package.module:MyWorkflow' or 'workflow.py:MyWorkflow' "
-        "(or a mapping with path and args)"
+        "(or a mapping with path and args); optional for `ajet serve`, whose episodes run in its clients",
     )
     framework: str | None = Field(None, description="default adapter for tuner.as_model(), e.g. openai_sdk")
     model: ModelConfig = Field(default_factory=ModelConfig)

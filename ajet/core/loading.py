@@ -23,6 +23,12 @@ from ajet.core.workflow import Workflow
 def load_workflow_factory(config: AjetConfig) -> Callable[[], Workflow]:
     """A factory that makes one fresh workflow per episode. Fails now, with a clear message, if the class is
     missing, is not a Workflow, rejects `workflow.args`, or has `trainable_targets = []` as its default."""
+    if config.workflow is None:
+        raise ConfigError(
+            "workflow: this command runs your workflow, and the config names none; add "
+            "`workflow: workflow.py:MyWorkflow` (only `ajet serve`, whose episodes run in its clients, does "
+            "without one)"
+        )
     try:
         cls = _import_workflow(config.workflow.path, config.base_dir)
     except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:

@@ -5,8 +5,9 @@ The executor owns the record. For each episode it opens the episode's keys at th
 which agents are trained, sampling defaults, seed), hands the backend an `EpisodeAccess` (task, gateway URL,
 episode key: plain data), and writes what comes back. An episode that raises, hangs, or returns something that
 is not a `WorkflowOutput` is recorded as failed or timed out, with its error and traceback, and the run goes
-on. An episode whose worker died is recorded as failed with the reason and run once more on another worker;
-the step keeps the retry in its place, so nothing is lost or counted twice. An episode's keys are revoked as
+on. An episode whose worker died (or whose remote client stopped heartbeating) is recorded with the reason and
+run again on another worker, up to the backend's `max_retries` times; the step keeps the retry in its place,
+so nothing is lost or counted twice. An episode's keys are revoked as
 soon as it ends, so a call still in flight from a timed-out episode (or a dead worker) never writes into the
 record.
 """
@@ -50,7 +51,7 @@ class RolloutExecutor:
     def __init__(
         self,
         runtime: Runtime,
-        make_workflow: Callable[[], Workflow],
+        make_workflow: Callable[[], Workflow] | None,
         settings: RolloutSettings | None = None,
         backend: RolloutBackend | None = None,
     ) -> None:
@@ -63,7 +64,9 @@ class RolloutExecutor:
             rollout.episode_timeout_s,
             trainable_targets=runtime.config.trainable_targets,
         )
-        # The run's backend when it has one (Ray workers live as long as the run); else episodes run here.
+        # The run's backend when it has one (Ray workers, remote clients); else episodes run here.
+        if backend is None and runtime.rollouts is None and make_workflow is None:
+            raise ValueError("episodes run in this process need a workflow (make_workflow)")
         self.backend = (
             backend or runtime.rollouts or LocalBackend(make_workflow, runtime.registry, runtime.gateway)
         )
@@ -89,9 +92,9 @@ class RolloutExecutor:
                 episodes.append(episode)
         await self.backend.start()
         # The config's targets, else the workflow class's own: fixed in each episode's grant up front, since
-        # the workflow instance may live in another process.
+        # the workflow instance may live in another process (without a workflow here: every tag).
         self._targets = self.settings.trainable_targets
-        if self._targets is None:
+        if self._targets is None and self.make_workflow is not None:
             self._targets = self.make_workflow().trainable_targets
         semaphore = asyncio.Semaphore(min(self.settings.max_concurrency, self.backend.max_concurrency))
 
@@ -110,22 +113,26 @@ class RolloutExecutor:
         return list(await asyncio.gather(*(guarded(i, e) for i, e in enumerate(episodes))))
 
     async def run_episode(self, episode: Episode, seed: int | None = None) -> Episode:
-        """Run one stored (pending) episode on the backend; once more, as a new episode, if its worker is lost."""
-        try:
-            return await self._attempt(episode, seed)
-        except WorkerLostError as lost:
-            retry = Episode(
-                run_id=episode.run_id,
-                task=episode.task,
-                group_id=episode.group_id,
-                repeat_index=episode.repeat_index,
-                retry_of=episode.episode_id,
-            )
-            self.runtime.store.add_episode(retry)
+        """Run one stored (pending) episode on the backend; again, as a new episode that names the attempt it
+        replaces, each time its worker is lost (at most the backend's `max_retries` times)."""
+        attempt, avoid = episode, None
+        retries = max(0, self.backend.max_retries)
+        for number in range(retries + 1):
             try:
-                return await self._attempt(retry, seed, avoid=lost.worker, last=True)
-            except WorkerLostError:  # recorded as failed; no third attempt
-                return self.runtime.store.get_episode(retry.episode_id)
+                return await self._attempt(attempt, seed, avoid=avoid, last=number == retries)
+            except WorkerLostError as lost:
+                if number == retries:  # recorded as failed (or timed out); no further attempt
+                    return self.runtime.store.get_episode(attempt.episode_id)
+                avoid = lost.worker
+                attempt = Episode(
+                    run_id=episode.run_id,
+                    task=episode.task,
+                    group_id=episode.group_id,
+                    repeat_index=episode.repeat_index,
+                    retry_of=attempt.episode_id,
+                )
+                self.runtime.store.add_episode(attempt)
+        raise AssertionError("unreachable")
 
     async def _attempt(
         self, episode: Episode, seed: int | None, avoid: str | None = None, last: bool = False
@@ -139,9 +146,9 @@ class RolloutExecutor:
             outcome = await self.backend.run(access, avoid=avoid)
         except WorkerLostError as exc:
             lost = exc
-            then = "its second loss: not retried again" if last else "rolled out again on another worker"
+            then = "not retried again" if last else "rolled out again on another worker"
             outcome = EpisodeOutcome(
-                status=EpisodeStatus.FAILED,
+                status=exc.status,
                 error=f"worker lost: {exc.reason} ({then})",
                 worker={"worker": exc.worker},
             )

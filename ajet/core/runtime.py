@@ -122,6 +122,8 @@ async def build_runtime(
     except PluginError as exc:
         raise ConfigError(str(exc)) from None
     advertised_url = None
+    if rollouts is not None:
+        rollouts.mount(gateway)
     # Workers in other processes reach the gateway over HTTP, whatever gateway.http says.
     if config.gateway.http or rollouts is not None:
         bound = await gateway.start_http(

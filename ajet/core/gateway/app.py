@@ -60,7 +60,7 @@ T = TypeVar("T")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
     return Response(
         json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
         status_code=status,
@@ -68,9 +68,9 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     )
 
 
-def _error(exc: GatewayError) -> Response:
+def error_response(exc: GatewayError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    response = _json(exc.body(), exc.status)
+    response = json_response(exc.body(), exc.status)
     if headers:
         response.headers.update(headers)
     return response
@@ -106,6 +106,14 @@ class Gateway:
             ],
             exception_handlers={HTTPException: self._http_exception},
         )
+
+    def add_routes(self, routes: list[Route]) -> None:
+        """Serve more routes beside the OpenAI ones (a rollout backend's episode API, see `RolloutBackend.mount`)."""
+        self.app.router.routes.extend(routes)
+
+    async def read_body(self, request: Request) -> bytes:
+        """The request body, refused with a 413 `GatewayError` past gateway.max_request_bytes."""
+        return await self._read_body(request)
 
     # -- clients ---------------------------------------------------------------------------------------------
 
@@ -202,10 +210,10 @@ class Gateway:
     # -- routes ----------------------------------------------------------------------------------------------
 
     async def _health(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def _models(self, request: Request) -> Response:
-        return _json(models_body(self.model_name))
+        return json_response(models_body(self.model_name))
 
     async def _agent_keys(self, request: Request) -> Response:
         """An agent key for a worker that holds an episode key (see `keys.KeyRegistry.issue_agent_key`)."""
@@ -221,14 +229,16 @@ class Gateway:
                 raise GatewayError(
                     401, str(exc.args[0]), type="authentication_error", code="invalid_episode_key"
                 ) from None
-            return _json(answer.model_dump())
+            return json_response(answer.model_dump())
         except GatewayError as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def _http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
-        return _json(error_body(f"{request.method} {request.url.path}: {detail}", code=str(status)), status)
+        return json_response(
+            error_body(f"{request.method} {request.url.path}: {detail}", code=str(status)), status
+        )
 
     async def _chat_completions(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -255,7 +265,9 @@ class Gateway:
                 )
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                return _error(GatewayError(400, "the client disconnected", code="client_disconnected"))
+                return error_response(
+                    GatewayError(400, "the client disconnected", code="client_disconnected")
+                )
             except GatewayError:
                 if not binding.trainable:
                     # An untrained agent's call that failed (its debug endpoint is down, say) is counted as a
@@ -266,12 +278,12 @@ class Gateway:
             self._record(binding, raw, result, time.perf_counter() - started)
             return self._respond(chat, result, self.model_name if backend is self.backend else result.model)
         except GatewayError as exc:
-            return _error(exc)
+            return error_response(exc)
         except ClientDisconnect:  # the client left mid-request: nobody to answer, nothing to record
-            return _error(GatewayError(400, "the client disconnected before the request was read"))
+            return error_response(GatewayError(400, "the client disconnected before the request was read"))
         except Exception as exc:  # a bug, not the client's fault: answer 500 and keep serving
             logger.exception("gateway: unexpected error in /v1/chat/completions")
-            return _error(GatewayError(500, f"{type(exc).__name__}: {exc}", type="server_error"))
+            return error_response(GatewayError(500, f"{type(exc).__name__}: {exc}", type="server_error"))
 
     # -- steps -----------------------------------------------------------------------------------------------
 
@@ -454,7 +466,7 @@ class Gateway:
             usage_block=result.usage,
             logprobs=result.logprobs_block,
         )
-        return _json(body)
+        return json_response(body)
 
 
 class _ClientLeft(Exception):
