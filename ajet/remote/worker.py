@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class WorkerStats:
     episodes: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
-    refused: int = 0  # outcomes the server no longer took (the lease had expired)
+    refused: int = 0  # outcomes the server did not take (the lease had expired, or the server restarted)
 
     def add(self, status: str) -> None:
         self.episodes += 1
@@ -36,7 +36,7 @@ class WorkerStats:
     def describe(self) -> str:
         parts = ", ".join(f"{n} {status}" for status, n in sorted(self.by_status.items()))
         return f"{self.episodes} episodes ({parts or 'none'})" + (
-            f", {self.refused} refused (lease expired)" if self.refused else ""
+            f", {self.refused} not taken by the server" if self.refused else ""
         )
 
 
@@ -112,6 +112,10 @@ async def run_worker(
         except EpisodeRefused as exc:
             stats.refused += 1
             logger.warning("episode %s: the server did not take its outcome (%s)", episode.episode_id, exc)
+            return
+        except ConnectionError as exc:  # the server went away (a restart): it re-offers the episode itself
+            stats.refused += 1
+            logger.warning("episode %s: %s", episode.episode_id, exc)
             return
         stats.add(outcome.status.value)
         if on_episode is not None:
