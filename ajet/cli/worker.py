@@ -23,7 +23,13 @@ def worker_command(
     token: str | None = typer.Option(
         None, "--token", envvar=SERVER_TOKEN_ENV, help=f"the server's token (default ${SERVER_TOKEN_ENV})"
     ),
-    concurrency: int = typer.Option(2, "--concurrency", "-n", min=1, help="episodes run at once"),
+    concurrency: int = typer.Option(
+        16,
+        "--concurrency",
+        "-n",
+        min=1,
+        help="episodes run at once (the server caps them at rollout.max_concurrency)",
+    ),
     name: str | None = typer.Option(None, "--name", help="recorded with each episode (default host:pid)"),
     max_episodes: int | None = typer.Option(None, "--max-episodes", min=1, help="stop after this many"),
     connect_timeout_s: float = typer.Option(

@@ -64,6 +64,7 @@ def check_run(
 
 
 def _check_rollout_backend(config: AjetConfig) -> None:
+    _check_gateway_host(config)
     if config.rollout.backend != "ray":
         return
     import importlib.util
@@ -77,6 +78,23 @@ def _check_rollout_backend(config: AjetConfig) -> None:
         raise ConfigError(
             f"rollout.address: {address!r} is not a Ray address; write auto (the cluster this machine is in), "
             "ray://HOST:10001 (Ray Client), HOST:6379, or leave it out to start a local Ray instance"
+        )
+
+
+def _check_gateway_host(config: AjetConfig) -> None:
+    """A non-loopback gateway (`ajet serve --host 0.0.0.0`) is refused at start; say so before the model loads."""
+    from ajet.core.gateway.app import is_loopback
+
+    gateway = config.gateway
+    if (
+        gateway.http
+        and not gateway.allow_remote
+        and gateway.host != "localhost"
+        and not is_loopback(gateway.host)
+    ):
+        raise ConfigError(
+            f"gateway.host: {gateway.host!r} is not a loopback address, and keys and tokens travel in clear "
+            "text; set gateway.allow_remote: true to serve on it (a network you trust), or use 127.0.0.1"
         )
 
 

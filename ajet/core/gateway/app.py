@@ -144,7 +144,7 @@ class Gateway:
                 return self.base_url
         if host == "localhost":
             host = "127.0.0.1"
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ValueError(
                 f"refusing to serve the gateway on {host!r}, not a loopback address: API keys travel "
                 "in clear text. Use 127.0.0.1, or pass allow_remote=True (gateway.allow_remote: true) on a "
@@ -515,7 +515,7 @@ def _may_hold_surrogates(text: str) -> bool:
     return _SURROGATE_ESCAPE.search(text) is not None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

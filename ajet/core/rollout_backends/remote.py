@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 #: episodes remembered after they end, so that a late finish is told 409 (and why), not 404
 MAX_ENDED = 100_000
 SERVER_FILE = "server.json"
+IDLE_WARNING_S = 30.0
+CLOSE_LINGER_S = 1.5
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -116,7 +118,9 @@ class RemoteBackend(RolloutBackend):
         self._closed = False
         self._keys: KeyRegistry | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self.claims = 0  # episodes handed out, for the progress line
+        self.claims = 0  # episodes handed out
+        self._last_claim = time.monotonic()
+        self._told_idle = False
 
     # -- the backend ---------------------------------------------------------------------------------------
 
@@ -147,6 +151,10 @@ class RemoteBackend(RolloutBackend):
         with self._lock:
             self._closed = True
             self._wake_claimers()
+        if self.claims:
+            # The gateway still serves for a moment: a client between two claims is told 410 (the run is
+            # over) and exits, instead of finding the port closed and waiting for a restart.
+            await asyncio.sleep(CLOSE_LINGER_S)
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,11 +163,6 @@ class RemoteBackend(RolloutBackend):
 
     def describe(self) -> str:
         return f"remote (episodes claimed over HTTP; lease {self.lease_s:g} s)"
-
-    def waiting(self) -> tuple[int, int]:
-        """(offers nobody has claimed yet, episodes running on clients)."""
-        with self._lock:
-            return len(self._queue), len(self._live) - len(self._queue)
 
     # -- leases --------------------------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class RemoteBackend(RolloutBackend):
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            self._tell_if_idle(now)
             expired: list[tuple[_Offer, EpisodeOutcome | BaseException]] = []
             with self._lock:
                 for offer in self._live.values():
@@ -194,6 +198,20 @@ class RemoteBackend(RolloutBackend):
                 reason = "timed out" if isinstance(result, EpisodeOutcome) else "its lease expired"
                 self._end(offer, reason)
                 offer.settle(result)
+
+    def _tell_if_idle(self, now: float) -> None:
+        """Say it once when episodes have waited IDLE_WARNING_S with no client claiming: a server with no
+        workers looks exactly like a slow one otherwise."""
+        with self._lock:
+            oldest = self._queue[0].offered_at if self._queue else None
+        if oldest is None or self._told_idle or now - max(oldest, self._last_claim) < IDLE_WARNING_S:
+            return
+        self._told_idle = True
+        logger.warning(
+            "ajet serve: no client has claimed an episode for %.0f s; start one with `ajet worker --server "
+            "URL -c CONFIG` (or see docs/remote.md)",
+            IDLE_WARNING_S,
+        )
 
     def _end(self, offer: _Offer, reason: str) -> None:
         episode_id = offer.access.episode_id
@@ -261,6 +279,8 @@ class RemoteBackend(RolloutBackend):
                 answer = self._hand_out(offer, claim, gateway)
                 if answer is not None:
                     self.claims += 1
+                    self._last_claim = time.monotonic()
+                    self._told_idle = False
                     return json_response(answer.model_dump(mode="json"))
                 continue  # it ended while we issued its keys: take the next one
             remaining = deadline - time.monotonic()
