@@ -90,11 +90,19 @@ class EpisodeClient:
             )
         self._token = token
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._timeout_s = timeout_s
         self._http = httpx.Client(timeout=timeout_s + 60.0)  # claims long-poll up to a minute
+        self._ahttp: httpx.AsyncClient | None = None  # for aclaim / afinish, made on first use
         self._registry: Any = None
 
     def close(self) -> None:
         self._http.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        if self._ahttp is not None:
+            await self._ahttp.aclose()
+            self._ahttp = None
 
     def __enter__(self) -> EpisodeClient:
         return self
@@ -108,22 +116,37 @@ class EpisodeClient:
         """The next episode, or None when none came within `wait_s`. Raises RunFinished when the run is over,
         ConnectionError when the server cannot be reached. Its lease is not kept alive until
         `start_heartbeats()` (the `episode()` context does both)."""
+        url, content, headers = self._claim_request(agents, wait_s)
+        try:
+            response = self._http.post(url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        return self._claimed(response)
+
+    async def aclaim(
+        self, agents: Sequence[str | AgentSpec] | None = None, *, wait_s: float = 20.0
+    ) -> RemoteEpisode | None:
+        """`claim` for asyncio code: many episodes can wait for a claim at once without a thread each."""
+        url, content, headers = self._claim_request(agents, wait_s)
+        try:
+            response = await self._async_http().post(url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        return self._claimed(response)
+
+    def _claim_request(
+        self, agents: Sequence[str | AgentSpec] | None, wait_s: float
+    ) -> tuple[str, str, dict[str, str]]:
         specs = [AgentSpec(agent_name=a) if isinstance(a, str) else a for a in (agents or ())]
         request = ClaimRequest(
             agents=specs if agents is not None else [AgentSpec()],
             wait_s=wait_s,
             worker={"worker": self.name, "host": socket.gethostname(), "pid": os.getpid()},
         )
-        try:
-            response = self._http.post(
-                f"{self.base_url}{EPISODES_PATH}/claim",
-                content=request.model_dump_json(),
-                headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            raise ConnectionError(
-                f"could not reach the ajet server at {self.base_url} ({type(exc).__name__}: {exc})"
-            ) from exc
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        return f"{self.base_url}{EPISODES_PATH}/claim", request.model_dump_json(), headers
+
+    def _claimed(self, response: httpx.Response) -> RemoteEpisode | None:
         if response.status_code == 204:
             return None
         if response.status_code == 410:
@@ -131,6 +154,18 @@ class EpisodeClient:
         if response.status_code != 200:
             raise _refusal(response)
         return RemoteEpisode(self, ClaimedEpisode.model_validate_json(response.content))
+
+    def _unreachable(self, exc: Exception) -> ConnectionError:
+        return ConnectionError(
+            f"could not reach the ajet server at {self.base_url} ({type(exc).__name__}: {exc})"
+        )
+
+    def _async_http(self) -> httpx.AsyncClient:
+        if self._ahttp is None:
+            self._ahttp = httpx.AsyncClient(
+                timeout=self._timeout_s + 60.0, limits=httpx.Limits(max_connections=None)
+            )
+        return self._ahttp
 
     @contextlib.contextmanager
     def episode(
@@ -168,6 +203,13 @@ class EpisodeClient:
         return self._http.post(
             f"{self.base_url}{EPISODES_PATH}{path}",
             json=body or {},
+            headers={"Authorization": f"Bearer {episode_key}"},
+        )
+
+    async def _apost(self, path: str, episode_key: str, body: dict[str, Any]) -> httpx.Response:
+        return await self._async_http().post(
+            f"{self.base_url}{EPISODES_PATH}{path}",
+            json=body,
             headers={"Authorization": f"Bearer {episode_key}"},
         )
 
@@ -280,29 +322,72 @@ class RemoteEpisode:
         """Report the episode's reward (None: the run's judger scores it). Raises EpisodeRefused if the server
         no longer holds it for us (finished already, lease expired and re-offered). `untrained_calls` defaults
         to the calls this episode's tuner counted on untrained agents' own models."""
-        body = {
+        self._end("finish", self._finish_body(reward, is_success, target_rewards, metadata, untrained_calls))
+
+    async def afinish(
+        self,
+        reward: float | None = None,
+        *,
+        is_success: bool | None = None,
+        target_rewards: dict[str, float] | None = None,
+        metadata: dict[str, Any] | None = None,
+        untrained_calls: dict[str, int] | None = None,
+    ) -> None:
+        """`finish` for asyncio code."""
+        body = self._finish_body(reward, is_success, target_rewards, metadata, untrained_calls)
+        await self._aend("finish", body)
+
+    def abort(self, error: str, *, traceback: str | None = None, timed_out: bool = False) -> None:
+        """Give the episode up: recorded as failed (or timed out) with `error`."""
+        self._end("abort", _abort_body(error, traceback, timed_out))
+
+    async def aabort(self, error: str, *, traceback: str | None = None, timed_out: bool = False) -> None:
+        """`abort` for asyncio code."""
+        await self._aend("abort", _abort_body(error, traceback, timed_out))
+
+    def _finish_body(
+        self,
+        reward: float | None,
+        is_success: bool | None,
+        target_rewards: dict[str, float] | None,
+        metadata: dict[str, Any] | None,
+        untrained_calls: dict[str, int] | None,
+    ) -> dict[str, Any]:
+        return {
             "reward": reward,
             "is_success": is_success,
             "target_rewards": dict(target_rewards or {}),
             "metadata": dict(metadata or {}),
             "untrained_calls": self.native_untrained_calls() if untrained_calls is None else untrained_calls,
         }
-        self._end("finish", body)
-
-    def abort(self, error: str, *, traceback: str | None = None, timed_out: bool = False) -> None:
-        """Give the episode up: recorded as failed (or timed out) with `error`."""
-        body = {"error": error, "traceback": traceback, "status": "timed_out" if timed_out else "failed"}
-        self._end("abort", body)
 
     def _end(self, verb: str, body: dict[str, Any]) -> None:
         self._stop.set()
         try:
             response = self.client._post(f"/{self.episode_id}/{verb}", self.claimed.episode_key, body)
         except httpx.HTTPError as exc:
-            raise ConnectionError(
-                f"could not reach the ajet server at {self.client.base_url} to {verb} episode {self.episode_id} "
-                f"({type(exc).__name__}: {exc}); its lease will expire and it will be offered again"
-            ) from exc
+            raise self._unreachable(verb, exc) from exc
+        self._ended(response)
+
+    async def _aend(self, verb: str, body: dict[str, Any]) -> None:
+        self._stop.set()
+        try:
+            response = await self.client._apost(f"/{self.episode_id}/{verb}", self.claimed.episode_key, body)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(verb, exc) from exc
+        self._ended(response)
+
+    def _ended(self, response: httpx.Response) -> None:
         self.ended = True  # whatever the answer: the server will not take another end from us
         if response.status_code != 200:
             raise _refusal(response)
+
+    def _unreachable(self, verb: str, exc: Exception) -> ConnectionError:
+        return ConnectionError(
+            f"could not reach the ajet server at {self.client.base_url} to {verb} episode {self.episode_id} "
+            f"({type(exc).__name__}: {exc}); its lease will expire and it will be offered again"
+        )
+
+
+def _abort_body(error: str, traceback: str | None, timed_out: bool) -> dict[str, Any]:
+    return {"error": error, "traceback": traceback, "status": "timed_out" if timed_out else "failed"}

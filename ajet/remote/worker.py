@@ -59,7 +59,7 @@ async def run_worker(
 
     async def claim() -> RemoteEpisode | None:
         try:
-            episode = await asyncio.to_thread(client.claim, [], wait_s=20.0)
+            episode = await client.aclaim([], wait_s=20.0)
         except ConnectionError:
             now = time.monotonic()
             if not unreachable_since:
@@ -94,8 +94,7 @@ async def run_worker(
         try:
             if outcome.status == EpisodeStatus.OK and outcome.output is not None:
                 output = outcome.output
-                await asyncio.to_thread(
-                    episode.finish,
+                await episode.afinish(
                     output.reward,
                     is_success=output.is_success,
                     target_rewards=output.target_rewards,
@@ -103,8 +102,7 @@ async def run_worker(
                     untrained_calls=outcome.native_untrained,
                 )
             else:
-                await asyncio.to_thread(
-                    episode.abort,
+                await episode.aabort(
                     outcome.error or outcome.status.value,
                     traceback=outcome.traceback,
                     timed_out=outcome.status == EpisodeStatus.TIMED_OUT,
@@ -130,4 +128,5 @@ async def run_worker(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
     return stats
