@@ -260,6 +260,14 @@ class RolloutConfig(_Section):
     )
     ray: RayRolloutConfig = Field(default_factory=RayRolloutConfig)
     remote: RemoteRolloutConfig = Field(default_factory=RemoteRolloutConfig)
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="asynchronous training: how many policy versions old a trained sample may be. 0 (the "
+        "default) is synchronous: a step's rollouts start when the previous step has ended. 1 or 2 runs the "
+        "next steps' rollouts while a step trains, with an off-policy correction (train.off_policy_is_cap)",
+    )
 
 
 class GatewayConfig(_Section):
@@ -374,6 +382,17 @@ class TrainConfig(_Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     skip_zero_advantage: bool = Field(True, description="drop samples whose advantage is 0 (no gradient)")
+    drop_constant_groups: bool = Field(
+        False,
+        description="DAPO's dynamic sampling: drop a group whose ok episodes all got the same reward and roll "
+        "out another task in its place (at most 4 x tasks_per_step replacements a step), e.g. true",
+    )
+    off_policy_is_cap: float = Field(
+        2.0,
+        ge=1.0,
+        description="with rollout.max_staleness > 0: the cap C of the truncated importance weight "
+        "min(pi_now / pi_sampled, C) that each stale token's loss is multiplied by, e.g. 2.0",
+    )
     val_every: int = Field(0, ge=0, description="validate every N steps (0: only at the start and end)")
     val_tasks: int | None = Field(
         None, ge=1, description="how many held-out tasks to validate on (all if empty)"

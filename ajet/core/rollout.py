@@ -90,27 +90,56 @@ class RolloutExecutor:
                 )
                 self.runtime.store.add_episode(episode)
                 episodes.append(episode)
-        await self.backend.start()
-        # The config's targets, else the workflow class's own: fixed in each episode's grant up front, since
-        # the workflow instance may live in another process (without a workflow here: every tag).
-        self._targets = self.settings.trainable_targets
-        if self._targets is None and self.make_workflow is not None:
-            self._targets = self.make_workflow().trainable_targets
-        semaphore = asyncio.Semaphore(min(self.settings.max_concurrency, self.backend.max_concurrency))
+        await self.start()
+        semaphore = asyncio.Semaphore(self.concurrency)
 
         async def guarded(index: int, episode: Episode) -> Episode:
             async with semaphore:
                 if on_start is not None:
                     on_start(episode)
-                seed = (
-                    None if self.settings.seed is None else self.settings.seed * 1_000_003 + index * 104_729
-                )
-                finished = await self.run_episode(episode, seed=seed)
+                finished = await self.run_episode(episode, seed=self.episode_seed(index))
             if on_done is not None:
                 on_done(finished)
             return finished
 
         return list(await asyncio.gather(*(guarded(i, e) for i, e in enumerate(episodes))))
+
+    async def start(self) -> None:
+        """Start the backend and fix the trained targets: the config's, else the workflow class's own (in each
+        episode's grant up front, since the workflow instance may live in another process)."""
+        await self.backend.start()
+        self._targets = self.settings.trainable_targets
+        if self._targets is None and self.make_workflow is not None:  # without a workflow here: every tag
+            self._targets = self.make_workflow().trainable_targets
+
+    @property
+    def concurrency(self) -> int:
+        """Episodes that may run at once: the settings' cap, within the backend's."""
+        return min(self.settings.max_concurrency, self.backend.max_concurrency)
+
+    def episode_seed(self, index: int) -> int | None:
+        """The sampling seed of episode `index` of a run (task-major: task t, repeat r is t * group_size + r)."""
+        return None if self.settings.seed is None else self.settings.seed * 1_000_003 + index * 104_729
+
+    async def run_group(
+        self, task: LabeledTask, *, first_index: int, semaphore: asyncio.Semaphore
+    ) -> list[Episode]:
+        """One task's `group_size` episodes (one GRPO group), seeded as episodes `first_index`,
+        `first_index + 1`, ... of a `run`, under a `semaphore` shared with other groups. Call `start()` first.
+        Groups created one after another without an await between them take the semaphore in that order, so
+        a step run group by group starts its episodes exactly as `run` does."""
+        group_id = new_id("grp")
+        episodes = []
+        for repeat in range(self.settings.group_size):
+            episode = Episode(run_id=self.runtime.run_id, task=task, group_id=group_id, repeat_index=repeat)
+            self.runtime.store.add_episode(episode)
+            episodes.append(episode)
+
+        async def guarded(index: int, episode: Episode) -> Episode:
+            async with semaphore:
+                return await self.run_episode(episode, seed=self.episode_seed(index))
+
+        return list(await asyncio.gather(*(guarded(first_index + i, e) for i, e in enumerate(episodes))))
 
     async def run_episode(self, episode: Episode, seed: int | None = None) -> Episode:
         """Run one stored (pending) episode on the backend; again, as a new episode that names the attempt it

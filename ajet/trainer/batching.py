@@ -27,6 +27,9 @@ class MicroBatch:
     advantages: torch.Tensor  # [B] float
     sample_weights: torch.Tensor  # [B] float
     indices: list[int]  # positions of these rows in the caller's sample list
+    # [B, T] float per-token loss weights (truncated importance weights, `ajet.trainer.off_policy`); None
+    # when no row has any, so an on-policy batch computes exactly what it did before they existed
+    token_weights: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -46,6 +49,7 @@ class MicroBatch:
             self.advantages.to(device),
             self.sample_weights.to(device),
             self.indices,
+            None if self.token_weights is None else self.token_weights.to(device),
         )
 
 
@@ -86,10 +90,30 @@ def collate(
             if len(sample.temperatures) != n:
                 raise ValueError(f"sample has {n} tokens but {len(sample.temperatures)} temperatures")
             temperatures[row, :n] = torch.tensor(sample.temperatures, dtype=torch.float32)
+    token_weights = None
+    if any(sample.token_weights for sample in rows):
+        token_weights = torch.ones((batch, width), dtype=torch.float32)  # [B, T]; 1 where a row has none
+        for row, sample in enumerate(rows):
+            if sample.token_weights:
+                if len(sample.token_weights) != len(sample.input_ids):
+                    raise ValueError(
+                        f"sample has {len(sample.input_ids)} tokens but {len(sample.token_weights)} token weights"
+                    )
+                token_weights[row, : len(sample.input_ids)] = torch.tensor(
+                    sample.token_weights, dtype=torch.float32
+                )
     advantages = torch.tensor([s.advantage for s in rows], dtype=torch.float32)
     weights = torch.tensor(
         [1.0 if sample_weights is None else sample_weights[i] for i in indices], dtype=torch.float32
     )
     return MicroBatch(
-        input_ids, attention_mask, loss_mask, old_logprobs, temperatures, advantages, weights, indices
+        input_ids,
+        attention_mask,
+        loss_mask,
+        old_logprobs,
+        temperatures,
+        advantages,
+        weights,
+        indices,
+        token_weights,
     )

@@ -259,6 +259,10 @@ class TrainingEngine:
                 per_token, metrics = policy_loss(
                     logprobs, batch.old_logprobs, batch.advantages, batch.loss_mask, **loss.loss_options
                 )
+                if batch.token_weights is not None:
+                    # off-policy rows: each token's loss times its truncated importance weight, before the
+                    # aggregation (the losses stay pure functions of their inputs)
+                    per_token = per_token * batch.token_weights
                 total = aggregate(
                     per_token, batch.loss_mask, sample_weights=batch.sample_weights, normalizer=normalizer
                 )

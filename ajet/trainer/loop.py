@@ -9,6 +9,11 @@
         weight_sync.push(policy, version=step)           # the next rollouts use the new weights
         validate / checkpoint every k steps
 
+Rollouts run as whole groups through a `RolloutPipeline`. With `rollout.max_staleness: s > 0` the rollouts of
+the next steps run while this one trains (the update runs off the event loop), samples up to s versions old
+are trained with the off-policy correction of `ajet.trainer.off_policy`; s = 0 is the loop above exactly. See
+docs/async-training.md.
+
 With N ranks (`ajet train --nproc N`, see `ajet.trainer.distributed`) the same loop runs in every process:
 rank 0 (`master_process`) owns the runtime (gateway, engine, store), runs the rollouts, builds the samples and
 broadcasts them; every rank trains its share of each mini-batch in `update()`; rank 0 pushes the weights, logs,
@@ -19,6 +24,7 @@ The trainer reads recorded episodes through the store; it never imports an adapt
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
 import time
@@ -55,7 +61,9 @@ from ajet.trainer.demonstrations import load_demonstrations
 from ajet.trainer.distributed import Ranks, full_state_dict, is_sharded
 from ajet.trainer.engine import LossSettings, OptimizerSettings, TrainingEngine
 from ajet.trainer.metrics import MetricsLogger
+from ajet.trainer.off_policy import correct_stale_samples
 from ajet.trainer.policy import frozen_copy, prepare_policy
+from ajet.trainer.rollout_pipeline import RolloutPipeline
 from ajet.trainer.samples import Sample, assign_advantages, build_samples, compute_episode_advantages
 from ajet.trainer.weight_sync import WeightSync
 from ajet.trainer.weight_sync.verify import check_served_policy, default_tolerance
@@ -122,11 +130,16 @@ class Trainer:
         install_plugin_algorithms({k: r.value for k, r in registry.algorithms.items()})
         check_algorithm_names(config.train)
         sharded = self.ranks.world_size > 1 and self.train.distributed.strategy == "fsdp"
+        self.max_staleness = config.rollout.max_staleness
+        self.pipeline: RolloutPipeline | None = None
 
         # The trainer owns its policy. An in-process engine generates with that very module (nothing to copy);
         # any other engine gets the weights pushed after each update (self.weight_sync). FSDP shards the
         # policy over the ranks, so an in-process engine then keeps its own full copy, and pushes copy into it.
-        model = self.engine.shared_module() if self.engine is not None and not sharded else None
+        # So does asynchronous training (max_staleness > 0): episodes generate while the policy trains, and
+        # must not see its weights mid-update; the push copies them in once the engine's running rows drain.
+        own_copy = sharded or self.max_staleness > 0
+        model = self.engine.shared_module() if self.engine is not None and not own_copy else None
         if model is None:
             with self.console.status(f"loading the policy {config.model.path} ..."):
                 model, tokenizer = load_model(
@@ -276,6 +289,9 @@ class Trainer:
                 if validation:
                     logger.log(0, validation)
                     result.validation.append({"step": 0, **validation})
+            if master_process and self.train.algorithm != "sft":
+                self.pipeline = self._pipeline()
+                self.pipeline.open(completed=self.step)  # the first steps' rollouts start now
             with self._progress() as progress:
                 bar = progress.add_task("train", total=self.train.steps, completed=self.step, summary="")
                 while True:
@@ -292,6 +308,8 @@ class Trainer:
                         result.history.append({"step": self.step, **metrics})
                     if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
                         self.save()  # every rank writes its part
+                    if self.pipeline is not None:
+                        self.pipeline.mark_completed(self.step)  # admits the rollouts this step held back
                     progress.update(bar, completed=self.step, summary=_summary(metrics))
             if master_process:
                 if not (self.train.val_every and self.step % self.train.val_every == 0):
@@ -305,6 +323,9 @@ class Trainer:
             if not (self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0):
                 self.save()
         finally:
+            if self.pipeline is not None:
+                await self.pipeline.aclose()  # rollouts drawn ahead for steps this run will not train
+                self.pipeline = None
             if master_process:
                 logger.close()
                 await self.weight_sync.aclose()
@@ -324,7 +345,11 @@ class Trainer:
         samples, metrics = await self.collect(step) if self.master_process else ([], {})
         samples = self.ranks.broadcast_object(samples)  # every rank: this step's samples (rank 0's list)
         if samples:
-            metrics.update(self.update(samples, step))
+            if self.max_staleness > 0:
+                # off the event loop: the next steps' episodes keep running on it while this step trains
+                metrics.update(await asyncio.to_thread(self.update, samples, step))
+            else:
+                metrics.update(self.update(samples, step))
             metrics.update(await self.push_weights())
         return metrics
 
@@ -332,21 +357,20 @@ class Trainer:
         """Rank 0: this step's samples (rollouts, samples, advantages) and their metrics."""
         if self.train.algorithm == "sft":
             return self.cursor.take(self.demonstrations, self.train.tasks_per_step), {}
-        rollout_started = time.perf_counter()
-        tasks = self.cursor.take(self.train_tasks, self.train.tasks_per_step)
-        episodes = await self._executor(
-            self.config.rollout.group_size, seed=self.config.seed * 7919 + step
-        ).run(tasks)
-        rollout_s = time.perf_counter() - rollout_started
+        if self.pipeline is None:  # train_step called outside run(): rollouts from this step on
+            self.pipeline = self._pipeline()
+            self.pipeline.open(completed=step - 1)
+        episodes, ran, pipeline_metrics = await self.pipeline.collect(step)
         # An engine that died (a vLLM server that exited) failed this step's episodes: stop here rather than
         # train on them; the run resumes from its last checkpoint.
         self.engine.check_health()
         pairs = [(e, self.runtime.store.calls(e.episode_id)) for e in episodes]
         samples, stats = build_samples(pairs)
-        metrics = episode_metrics(episodes, "rollout")
+        metrics = episode_metrics(ran, "rollout")  # every episode the step ran, dropped groups too
         metrics.update({k: float(v) for k, v in stats.as_metrics().items()})
+        metrics.update(pipeline_metrics)
         generated = sum(len(c.completion_ids or []) for _, calls in pairs for c in calls)
-        metrics["rollout/time_s"] = rollout_s
+        rollout_s = metrics["rollout/time_s"]
         metrics["rollout/tokens_per_s"] = generated / rollout_s if rollout_s > 0 else 0.0
         if self.train.algorithm == "grpo":
             advantages, advantage_metrics = compute_episode_advantages(
@@ -358,6 +382,21 @@ class Trainer:
                 samples = [s for s in samples if s.advantage != 0.0]
         metrics["samples/trained"] = float(len(samples))
         return samples, metrics
+
+    def _pipeline(self) -> RolloutPipeline:
+        return RolloutPipeline(
+            make_executor=lambda step: self._executor(
+                self.config.rollout.group_size, seed=self.config.seed * 7919 + step
+            ),
+            cursor=self.cursor,
+            tasks=self.train_tasks,
+            tasks_per_step=self.train.tasks_per_step,
+            group_size=self.config.rollout.group_size,
+            max_staleness=self.max_staleness,
+            last_step=self.train.steps,
+            drop_constant_groups=self.train.drop_constant_groups,
+            console=self.console,
+        )
 
     def gathered_policy(self) -> torch.nn.Module:
         """The policy with its full weights, on rank 0: the policy itself (one rank, DDP), or with FSDP the
@@ -373,7 +412,10 @@ class Trainer:
     async def push_weights(self) -> dict[str, float]:
         """Serve the policy as version `self.step` (the number of updates it has had), and check that the engine
         now serves exactly it (see `weight_sync.verify`). Every rank calls this; rank 0 pushes."""
-        policy = self.gathered_policy()
+        if self.max_staleness > 0:
+            policy = await asyncio.to_thread(self.gathered_policy)  # FSDP's gather, off the event loop
+        else:
+            policy = self.gathered_policy()
         if not self.master_process:
             return {}
         metrics = await self.weight_sync.push(policy, self.step)
@@ -391,22 +433,32 @@ class Trainer:
         return {"weight_sync/verify_max_diff": diff}
 
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
-        """ppo_epochs passes over the samples, each split into mini_batches optimizer steps (every rank)."""
-        return ppo_updates(
-            self.training,
-            samples,
-            self.loss,
-            ppo_epochs=self.train.ppo_epochs,
-            mini_batches=self.train.mini_batches,
-            seed=self.config.seed * 31 + step,
+        """ppo_epochs passes over the samples, each split into mini_batches optimizer steps (every rank).
+        With max_staleness > 0, samples older than the policy (version step - 1) are corrected first."""
+        metrics: dict[str, float] = {}
+        if self.max_staleness > 0 and self.train.algorithm != "sft":
+            samples, metrics = correct_stale_samples(
+                self.training, samples, policy_version=step - 1, cap=self.train.off_policy_is_cap
+            )
+        metrics.update(
+            ppo_updates(
+                self.training,
+                samples,
+                self.loss,
+                ppo_epochs=self.train.ppo_epochs,
+                mini_batches=self.train.mini_batches,
+                seed=self.config.seed * 31 + step,
+            )
         )
+        return metrics
 
     def save(self) -> Path:
         """Checkpoint `self.step` (every rank: FSDP gathers the weights, each rank saves its optimizer shard)."""
         policy = self.gathered_policy()
         state = {
             "engine": self.training.state_dict(),
-            "cursor": self.cursor.state_dict() if self.master_process else None,
+            # with rollouts drawn ahead, the cursor before the first of them: a resume draws them again
+            "cursor": self._cursor_state() if self.master_process else None,
         }
         return save_checkpoint(
             self.run_dir,
@@ -418,6 +470,9 @@ class Trainer:
             training=self.training,
             ranks=self.ranks,
         )
+
+    def _cursor_state(self) -> dict[str, int]:
+        return self.pipeline.cursor_state() if self.pipeline is not None else self.cursor.state_dict()
 
     def _progress(self) -> Progress:
         return Progress(

@@ -43,6 +43,10 @@ class Sample:
     log-prob was taken at (the call's own, see `logprob_temperature`): a merged sample's calls may each have
     their own, and the trainer recomputes each token at its call's temperature so that the importance ratio is 1
     before an update. Empty means 1.0 everywhere (demonstrations).
+
+    `version` is the policy version that sampled it: the oldest `model_version` of its calls (the number of
+    updates the served policy had had). `token_weights`, one per token, multiply its per-token policy loss:
+    the truncated importance weights of an off-policy correction (`ajet.trainer.off_policy`); empty means 1.
     """
 
     input_ids: list[int]
@@ -58,6 +62,8 @@ class Sample:
     episode_num_samples: int = 1  # samples built from this sample's episode, for per-episode loss weights
     call_ids: list[str] = field(default_factory=list)
     temperatures: list[float] = field(default_factory=list)
+    version: int = 0
+    token_weights: list[float] = field(default_factory=list)
 
     @property
     def num_trained_tokens(self) -> int:
@@ -162,6 +168,7 @@ class _SampleBuilder:
         self.old_logprobs: list[float] = []
         self.temperatures: list[float] = []
         self.call_ids: list[str] = []
+        self.version = call.model_version  # the oldest version among its calls (see `Sample.version`)
         self.last_prompt_len = 0  # the latest call's prompt length: input_ids == its prompt + its completion
         self.append(call, prompt, completion)
 
@@ -174,6 +181,7 @@ class _SampleBuilder:
         # Context positions are never scored; they take the call's temperature only to keep one value per token.
         self.temperatures += [logprob_temperature(call.sampling)] * (len(new_context) + len(completion))
         self.call_ids.append(call.call_id)
+        self.version = min(self.version, call.model_version)
         self.last_prompt_len = len(prompt)
 
     def mismatch(self, call: LlmCall, prompt: list[int]) -> Mismatch | None:
@@ -199,6 +207,7 @@ class _SampleBuilder:
             num_calls=len(self.call_ids),
             call_ids=self.call_ids,
             temperatures=self.temperatures,
+            version=self.version,
         )
 
 
