@@ -401,3 +401,22 @@ def test_open_store(tmp_path: Path) -> None:
     explicit.close()
     with pytest.raises(ValueError, match="needs a run_dir"):
         open_store(None, None)
+
+
+def test_close_unfinished_fails_pending_and_running_episodes_of_one_run(store: Store) -> None:
+    from ajet.core.store.base import close_unfinished
+
+    pending, running, done, other = (make_episode(r, f"t{i}") for i, r in enumerate(["r1", "r1", "r1", "r2"]))
+    for episode in (pending, running, done, other):
+        store.add_episode(episode)
+    store.set_status(running.episode_id, EpisodeStatus.RUNNING)
+    store.set_status(done.episode_id, EpisodeStatus.RUNNING)
+    store.set_status(done.episode_id, EpisodeStatus.OK, reward=1.0)
+    assert close_unfinished(store, "the run stopped", "r1") == 2
+    for episode in (pending, running):
+        closed = store.get_episode(episode.episode_id)
+        assert (
+            closed.status == EpisodeStatus.FAILED and closed.error == "the run stopped" and closed.finished_at
+        )
+    assert store.get_episode(done.episode_id).reward == 1.0
+    assert store.get_episode(other.episode_id).status == EpisodeStatus.PENDING  # another run's

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -31,8 +30,8 @@ from ajet.core.models import ModelNotFoundError
 from ajet.core.plugins import PluginError, PluginRegistry, load_registry
 from ajet.core.preflight import check_run
 from ajet.core.runtime import Runtime, build_runtime
+from ajet.core.store.base import close_unfinished
 from ajet.core.tasks import TaskSourceError
-from ajet.core.types import EpisodeStatus
 from ajet.core.workflow import Workflow
 from ajet.trainer.weight_sync.base import WeightSyncError
 
@@ -154,17 +153,9 @@ def run_training(
 def close_interrupted_episodes(runtime: Runtime) -> int:
     """Episodes left pending or running by the process that stopped (a crash, a killed server): recorded as
     failed with the reason. The resumed run redraws their tasks from its checkpoint."""
-    count = 0
-    for episode in runtime.store.episodes():
-        if episode.status in (EpisodeStatus.PENDING, EpisodeStatus.RUNNING):
-            runtime.store.set_status(
-                episode.episode_id,
-                EpisodeStatus.FAILED,
-                error="the run stopped before this episode finished (it is re-offered after --resume)",
-                finished_at=time.time(),
-            )
-            count += 1
-    return count
+    return close_unfinished(
+        runtime.store, "the run stopped before this episode finished (it is re-offered after --resume)"
+    )
 
 
 def announce_server(runtime: Runtime, console: Console) -> None:

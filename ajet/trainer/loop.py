@@ -44,6 +44,7 @@ from ajet.core.plugins import PluginError, PluginRegistry, load_registry
 from ajet.core.precision import autocast_dtype
 from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import Runtime
+from ajet.core.store.base import close_unfinished
 from ajet.core.tasks import load_tasks, resolve_path
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
@@ -326,6 +327,11 @@ class Trainer:
             if self.pipeline is not None:
                 await self.pipeline.aclose()  # rollouts drawn ahead for steps this run will not train
                 self.pipeline = None
+                close_unfinished(
+                    self.runtime.store,
+                    "cancelled: the run ended before the step this episode was rolled out for",
+                    self.runtime.run_id,
+                )
             if master_process:
                 logger.close()
                 await self.weight_sync.aclose()

@@ -62,6 +62,20 @@ class Store(ABC):
         return count
 
 
+def close_unfinished(store: Store, reason: str, run_id: str | None = None) -> int:
+    """Record the episodes left pending or running (of one run, or of all) as failed with `reason`: episodes
+    whose process stopped (a crash before a resume) or that were cancelled (rollouts drawn ahead for steps
+    the run did not train). Returns how many."""
+    import time
+
+    count = 0
+    for episode in store.episodes(run_id):
+        if episode.status in (EpisodeStatus.PENDING, EpisodeStatus.RUNNING):
+            store.set_status(episode.episode_id, EpisodeStatus.FAILED, error=reason, finished_at=time.time())
+            count += 1
+    return count
+
+
 def trajectory_json(episode: Episode, calls: Iterable[LlmCall]) -> str:
     record = episode.model_dump(mode="json")
     record["calls"] = [call.model_dump(mode="json") for call in calls]
