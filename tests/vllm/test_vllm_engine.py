@@ -251,16 +251,20 @@ async def test_a_push_waits_for_running_completions(vllm_engine: Any, smollm2: A
 
     sync = VllmReloadSync(vllm_engine, _config(vllm_engine))
     try:
+        # The weights are written before the long completion starts: a push writes them first and only then
+        # closes the gate, and on a busy machine the write alone can outlast any completion (CI saw that).
+        target = sync.directory / f"v{start + 1}"
+        await asyncio.to_thread(sync._write, model, target)
         long = asyncio.create_task(generate(400, "long"))
         while vllm_engine.active_requests == 0:
             await asyncio.sleep(0.01)
 
         async def push() -> None:
-            await sync.push(model, start + 1)
+            await vllm_engine.load_weights(str(target), start + 1)  # the push's second half: gate, reload
             order.append("push")
 
         pushing = asyncio.create_task(push())
-        while not vllm_engine.pushing:  # the weights are written first, then the gate closes
+        while not vllm_engine.pushing:
             await asyncio.sleep(0.01)
         assert not long.done(), "make the long completion longer: it ended before the push closed the gate"
         late = asyncio.create_task(generate(4, "late"))
