@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ajet.cli import debug, export, plot, plugins, serve, train, worker
+from ajet.cli import eval as eval_cli
 from ajet.cli.tokenize import tokenize_command
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app.command("plugins")(plugins.plugins_command)
 app.command("train")(train.train_command)
 app.command("serve")(serve.serve_command)
 app.command("worker")(worker.worker_command)
+app.command("eval")(eval_cli.eval_command)
 app.command("export")(export.export_command)
 app.command("plot")(plot.plot_command)
 app.command("tokenize")(tokenize_command)

@@ -49,6 +49,11 @@ class Checkpoint:
         return self.path / MODEL_DIR
 
     @property
+    def is_adapter(self) -> bool:
+        """A LoRA run's checkpoint: `model/` holds the adapter only, not the full weights."""
+        return (self.model_dir / "adapter_config.json").exists()
+
+    @property
     def world_size(self) -> int:
         return int(self.state.get("world_size", 1))
 
@@ -177,11 +182,19 @@ def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
     pointer = root / "latest"
     if not pointer.exists():
         return None
-    path = root / pointer.read_text().strip()
-    state = torch.load(
-        path / STATE_FILE, weights_only=False
-    )  # our own file: RNG states are not plain tensors
+    return load_checkpoint(root / pointer.read_text().strip())
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint in directory `path` (<run_dir>/checkpoints/step-NNNNNN)."""
+    # our own file: RNG states are not plain tensors
+    state = torch.load(path / STATE_FILE, weights_only=False)
     return Checkpoint(path=path, step=int(state["step"]), state=state)
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    """Whether `path` looks like one checkpoint (its model and trainer state), not a run directory."""
+    return (path / STATE_FILE).is_file() and (path / MODEL_DIR).is_dir()
 
 
 def _write_atomically(path: Path, text: str) -> None:

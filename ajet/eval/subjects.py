@@ -1,0 +1,154 @@
+"""What `ajet eval` evaluates, resolved from the command line before any model loads, so that a wrong path is
+one line of error in well under a second:
+
+- `--model base` (or no --model/--run at all): the config's own model.path, as training starts from it (step 0);
+- `--model PATH`: a Hugging Face model directory (an `ajet export`, a hub download) or a .gguf file;
+- `--run RUN_DIR`: the run's latest checkpoint; `--run RUN_DIR/checkpoints/step-000010`: that checkpoint.
+  A LoRA run's checkpoint holds only its adapter, merged into the run's model.path when it is evaluated.
+
+A run's episodes go into that run's own store, under its run id, so that they sit beside its training; the
+others go into the store of one eval directory per command.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ajet.core.config import AjetConfig
+from ajet.core.models import ModelNotFoundError, check_model_spec
+from ajet.core.runtime import new_run_id
+from ajet.eval.report import Source
+
+BASE = "base"
+
+
+class EvalError(ValueError):
+    """A command-line mistake: the message names the flag and the fix."""
+
+
+@dataclass
+class EvalSubject:
+    label: str
+    source: Source
+    #: the model spec the engine loads: the config's model.path, a directory, or a checkpoint's model/
+    model: str
+    #: the run directory whose store receives the episodes (an eval directory for base and --model)
+    run_dir: Path
+    #: that directory's store setting: None (<run_dir>/ajet.sqlite), 'memory', or a SQLite path
+    store: str | None
+    run_id: str
+    step: int | None = None
+    checkpoint: Path | None = None
+    #: a LoRA checkpoint: the base model its adapter is merged into (the run's model.path), and its dtype
+    adapter_base: str | None = None
+    adapter_dtype: str = "float32"
+
+    @property
+    def store_path(self) -> str:
+        if self.store == "memory":
+            return "memory (not kept)"
+        return str(Path(self.store) if self.store else self.run_dir / "ajet.sqlite")
+
+
+def resolve_subjects(
+    config: AjetConfig, models: list[str], runs: list[Path], eval_dir: Path
+) -> list[EvalSubject]:
+    """The --model ones in the order given, then the --run ones; only the base model without either."""
+    if not models and not runs:
+        models = [BASE]
+    store = "memory" if config.store == "memory" else None
+    subjects = [model_subject(config, spec, eval_dir, store) for spec in models]
+    subjects += [run_subject(path) for path in runs]
+    seen: dict[str, int] = {}
+    for subject in subjects:  # the same model twice still gets two columns
+        seen[subject.label] = seen.get(subject.label, 0) + 1
+        if seen[subject.label] > 1:
+            subject.label = f"{subject.label} #{seen[subject.label]}"
+    return subjects
+
+
+def model_subject(config: AjetConfig, spec: str, eval_dir: Path, store: str | None) -> EvalSubject:
+    if spec == BASE:
+        return EvalSubject(
+            label=BASE, source="base", model=config.model.path, run_dir=eval_dir, store=store,
+            run_id=new_run_id(), step=0,
+        )  # fmt: skip
+    path = Path(spec).expanduser()
+    if _is_run_dir(path) or _is_checkpoint(path):
+        raise EvalError(
+            f"--model {spec}: that is a training run or checkpoint; evaluate it with --run {spec}"
+        )
+    try:
+        check_model_spec(spec)
+    except ModelNotFoundError as exc:
+        raise EvalError(f"--model {spec}: {exc}; or write --model base for the config's model.path") from None
+    label = path.name if path.exists() else spec
+    return EvalSubject(
+        label=label, source="model", model=spec, run_dir=eval_dir, store=store, run_id=new_run_id()
+    )
+
+
+def run_subject(path: Path) -> EvalSubject:
+    from ajet.trainer.checkpoint import latest_checkpoint, load_checkpoint
+    from ajet.trainer.run_files import load_run_config
+
+    if not path.exists():
+        raise EvalError(f"--run {path}: no such directory; give the run_dir of an `ajet train` run")
+    if _is_checkpoint(path):
+        run_dir = path.parent.parent
+        if path.parent.name != "checkpoints" or not _is_run_dir(run_dir):
+            raise EvalError(
+                f"--run {path}: a checkpoint outside its run directory (no {run_dir / 'config.yaml'}); give "
+                f"the run directory, or its model with --model {path / 'model'} (a full, not LoRA, checkpoint)"
+            )
+        checkpoint = load_checkpoint(path)
+    elif _is_run_dir(path):
+        run_dir = path
+        found = latest_checkpoint(path)
+        if found is None:
+            raise EvalError(
+                f"--run {path}: the run has no checkpoint yet ({path / 'checkpoints' / 'latest'} is missing). "
+                "A run writes one at its end and every train.checkpoint_every steps: finish it with "
+                f"`ajet train --resume {path}`, or evaluate its starting model with --model base"
+            )
+        checkpoint = found
+    else:
+        raise EvalError(
+            f"--run {path}: not an ajet run directory (no config.yaml) nor one of its checkpoints; give the "
+            "run_dir of an `ajet train` run, or a model directory with --model"
+        )
+    run_config = load_run_config(run_dir)
+    lora = checkpoint.is_adapter
+    return EvalSubject(
+        label=f"{run_dir.name}@{checkpoint.step}",
+        source="run",
+        model=str(checkpoint.model_dir),
+        run_dir=run_dir,
+        store=run_config.store,
+        run_id=run_id_of(run_dir),
+        step=checkpoint.step,
+        checkpoint=checkpoint.path,
+        adapter_base=run_config.model.path if lora else None,
+        adapter_dtype=run_config.model.dtype,
+    )
+
+
+def run_id_of(run_dir: Path) -> str:
+    """The run's id, as `ajet train` keeps it in run.json (a new one for a run from before it did)."""
+    try:
+        run_id = json.loads((run_dir / "run.json").read_text()).get("run_id")
+    except (OSError, ValueError):
+        run_id = None
+    return run_id if isinstance(run_id, str) and run_id else new_run_id()
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "run.json").is_file()
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from ajet.trainer.checkpoint import is_checkpoint_dir
+
+    return path.is_dir() and is_checkpoint_dir(path)
