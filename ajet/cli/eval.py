@@ -35,7 +35,7 @@ from ajet.core.types import Episode, LabeledTask
 from ajet.core.workflow import Workflow
 from ajet.eval.report import EvalReport, EvalResults, deltas, episode_succeeded
 from ajet.eval.subjects import EvalError, EvalSubject, resolve_subjects
-from ajet.eval.tables import summary_table, task_table
+from ajet.eval.tables import LEGEND, summary_table, task_table
 
 SPLITS = ("train", "val")
 
@@ -144,6 +144,7 @@ def eval_command(
         deltas=deltas(reports),
     )
     console.print(summary_table(reports))
+    console.print(LEGEND, style="dim", markup=False, soft_wrap=True)
     if show_tasks:
         console.print(task_table(reports, show_tasks))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from ajet.eval.report import EvalReport
 
 Getter = Callable[[EvalReport], float | None]
 
-CAPTION = (
+#: printed under the summary table (as a caption it would wrap to the table's width)
+LEGEND = (
     "pass@k: the unbiased estimator 1 - C(n-c,k)/C(n,k) per task, averaged over tasks; success: is_success, "
     "else reward > 0; failed and timed-out episodes count as unsuccessful samples"
 )
@@ -23,7 +24,7 @@ def summary_table(reports: Sequence[EvalReport]) -> Table:
         f"{first.split}: {first.tasks} tasks x {first.k} samples, temperature {first.temperature:g}, "
         f"seed {first.seed}"
     )
-    table = Table(title=title, caption=CAPTION, caption_justify="left")
+    table = Table(title=title)
     table.add_column("metric")
     for report in reports:
         table.add_column(escape(report.label), justify="right")
@@ -55,7 +56,7 @@ def task_table(reports: Sequence[EvalReport], limit: int) -> Table:
     shown = first.per_task[:limit]
     hidden = len(first.per_task) - len(shown)
     caption = f"{hidden} more tasks in the JSON file" if hidden > 0 else None
-    table = Table(title="successes per task (c of n)", caption=caption, caption_justify="left")
+    table = Table(title="successes (c of n)", caption=caption, caption_justify="left")
     table.add_column("task")
     for report in reports:
         table.add_column(escape(report.label), justify="right")
