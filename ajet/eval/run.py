@@ -7,6 +7,7 @@ model runs it), so two models differ by their weights only, not by their luck.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -19,7 +20,9 @@ from ajet.core.plugins import PluginRegistry
 from ajet.core.rollout import EpisodeCallback, RolloutExecutor, RolloutSettings
 from ajet.core.runtime import build_runtime
 from ajet.core.store import open_store
-from ajet.core.types import LabeledTask
+from ajet.core.store.base import Store
+from ajet.core.store.records import EpisodeQuery, RunRecord, RunStatus
+from ajet.core.types import EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
 from ajet.eval.report import EvalReport, task_results, totals
 from ajet.eval.subjects import EvalSubject
@@ -54,17 +57,21 @@ async def evaluate(
     async with _loadable_model(subject) as model_path:
         run_config = with_model(config, model_path, subject)
         store = open_store(subject.store, subject.run_dir)
-        runtime = await build_runtime(run_config, registry, store=store)
+        runtime = await build_runtime(run_config, registry, store=store, run_id=subject.run_id)
         load_s = time.perf_counter() - loading
-        runtime.run_id = subject.run_id
+        record = subject.source != "run"  # a run's record is its training's; an eval directory gets its own
+        if record:
+            store.put_run(eval_run_record(run_config, subject))
+        status: RunStatus = "failed"
+        started_at = time.time()
         try:
-            settings = RolloutSettings(
+            settings = RolloutSettings.from_config(
+                config,
                 group_size=k,
-                max_concurrency=config.rollout.max_concurrency,
-                episode_timeout_s=config.rollout.episode_timeout_s,
-                trainable_targets=config.trainable_targets,
                 seed=eval_seed(seed),
                 sampling={"temperature": temperature},
+                phase="eval",
+                step=subject.step,
             )
             executor = RolloutExecutor(runtime, make_workflow, settings)
             if on_ready is not None:
@@ -72,7 +79,15 @@ async def evaluate(
             started = time.perf_counter()
             episodes = await executor.run(tasks, on_done=on_done)
             duration_s = time.perf_counter() - started
+            status = "finished"
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            status = "stopped"
+            raise
         finally:
+            if status != "finished":
+                close_unfinished_eval(store, subject, since=started_at)
+            if record:
+                store.update_run(subject.run_id, status=status, finished_at=time.time())
             await runtime.close()
     rows = task_results(tasks, episodes, k)
     return EvalReport(
@@ -93,6 +108,33 @@ async def evaluate(
         per_task=rows,
         **totals(rows, episodes, k),  # type: ignore[arg-type]
     )
+
+
+def eval_run_record(config: AjetConfig, subject: EvalSubject) -> RunRecord:
+    """The record of one model's evaluation in an eval directory's store (kind eval)."""
+    return RunRecord(
+        run_id=subject.run_id,
+        name=f"{config.name} eval {subject.label}",
+        kind="eval",
+        run_dir=str(subject.run_dir),
+        config=config.model_dump(mode="json", exclude_unset=True),
+        step=subject.step or 0,
+    )
+
+
+def close_unfinished_eval(store: Store, subject: EvalSubject, since: float) -> None:
+    """The episodes an interrupted evaluation leaves pending or running: recorded as failed. Only this
+    evaluation's (phase eval, its step, created since it started): a run's store may be training meanwhile."""
+    reason = "the evaluation stopped before this episode finished"
+    for status in (EpisodeStatus.PENDING, EpisodeStatus.RUNNING):
+        query = EpisodeQuery(
+            run_id=subject.run_id, phase="eval", step=subject.step, status=status, limit=1000
+        )
+        while page := [e for e in store.episodes_page(query) if e.created_at >= since]:
+            for episode in page:
+                store.set_status(
+                    episode.episode_id, EpisodeStatus.FAILED, error=reason, finished_at=time.time()
+                )
 
 
 def with_model(config: AjetConfig, model_path: str, subject: EvalSubject) -> AjetConfig:

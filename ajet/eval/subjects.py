@@ -12,7 +12,6 @@ others go into the store of one eval directory per command.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def run_subject(path: Path) -> EvalSubject:
         model=str(checkpoint.model_dir),
         run_dir=run_dir,
         store=run_config.store,
-        run_id=run_id_of(run_dir),
+        run_id=run_id_of(run_dir, run_config.store),
         step=checkpoint.step,
         checkpoint=checkpoint.path,
         adapter_base=run_config.model.path if lora else None,
@@ -135,13 +134,22 @@ def run_subject(path: Path) -> EvalSubject:
     )
 
 
-def run_id_of(run_dir: Path) -> str:
-    """The run's id, as `ajet train` keeps it in run.json (a new one for a run from before it did)."""
+def run_id_of(run_dir: Path, store: str | None) -> str:
+    """The run's id, as `ajet train` keeps it in run.json; for a run from before it did, that of its newest
+    episode (as `ajet train --resume` finds it); a new one for a run that stored none."""
+    from ajet.core.store import open_store
+    from ajet.core.store.records import EpisodeQuery
+    from ajet.trainer.run_files import load_run_id
+
+    run_id = load_run_id(run_dir)
+    if run_id:
+        return run_id
+    opened = open_store(store, run_dir)
     try:
-        run_id = json.loads((run_dir / "run.json").read_text()).get("run_id")
-    except (OSError, ValueError):
-        run_id = None
-    return run_id if isinstance(run_id, str) and run_id else new_run_id()
+        newest = opened.episodes_page(EpisodeQuery(order="-seq", limit=1))
+    finally:
+        opened.close()
+    return newest[0].run_id if newest else new_run_id()
 
 
 def _is_run_dir(path: Path) -> bool:

@@ -15,6 +15,7 @@ import yaml
 
 from ajet.core.store import SqliteStore
 from ajet.eval.passk import pass_at_k
+from ajet.trainer.run_files import load_run_id
 
 ROOT = Path(__file__).parents[2]
 
@@ -82,6 +83,13 @@ def test_eval_of_the_base_model_writes_every_number_and_stores_its_episodes(
     assert Path(report["store"]).parent.name.startswith("eval-tiny-")
     episodes = stored_episodes(report)
     assert len(episodes) == 12
+    assert all(e.phase == "eval" and e.step == 0 and e.policy_version == 0 for e in episodes)
+    store = SqliteStore(report["store"], read_only=True)
+    try:  # the viewer lists it as a run of its own
+        run = store.get_run(report["run_id"])
+    finally:
+        store.close()
+    assert (run.kind, run.status, run.step) == ("eval", "finished", 0)
     for row in report["per_task"]:
         mine = [e for e in episodes if e.task_id == row["task_id"]]
         assert len(mine) == row["n"] == 4
@@ -125,10 +133,13 @@ def test_base_a_copy_of_it_and_a_lora_run_side_by_side(tmp_path: Path, tiny_dir:
 
     # the run's episodes went into the run's own store, beside its training episodes
     assert lora["store"] == str(run_dir / "ajet.sqlite")
+    assert lora["run_id"] == load_run_id(run_dir)
     episodes = stored_episodes(lora)
-    assert len(episodes) == 6 and all(e.status == "ok" for e in episodes)
+    evaluated = [e for e in episodes if e.phase == "eval"]
+    assert len(evaluated) == 6 and all(e.status == "ok" and e.step == 1 for e in evaluated)
+    assert {e.phase for e in episodes} == {"train", "val", "eval"}  # beside the run's training
     # the LoRA-merged model is another model: at lr 1e-2 its replies differ from the base model's
-    assert [e.metadata["answer"] for e in episodes] != replies[0]
+    assert [e.metadata["answer"] for e in evaluated] != replies[0]
 
 
 @pytest.mark.parametrize(
