@@ -68,7 +68,8 @@ def eval_command(
     ),
     temperature: float | None = typer.Option(
         None,
-        help="sampling temperature of every call (default: rollout.sampling.temperature); pass@k needs > 0",
+        help="sampling temperature of the calls that set none themselves (default: rollout.sampling.temperature); "
+        "pass@k needs > 0",
     ),
     seed: int | None = typer.Option(
         None, help="base sampling seed, the same for every model (default: the config's seed)"
