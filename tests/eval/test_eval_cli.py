@@ -103,7 +103,7 @@ def test_eval_of_the_base_model_writes_every_number_and_stores_its_episodes(
     assert report["success_rate"] == pytest.approx(sum(bool(e.is_success) for e in episodes) / 12)
 
 
-@pytest.mark.slow  # a LoRA training step, then three models evaluated (about 40 s on 2 cores)
+@pytest.mark.slow  # a LoRA training step, then three models evaluated: 20 s on 2 idle cores, 80 s on busy ones
 def test_base_a_copy_of_it_and_a_lora_run_side_by_side(tmp_path: Path, tiny_dir: Path) -> None:
     config = write_config(tmp_path, tiny_dir, train={"steps": 1, "tasks_per_step": 2, "lr": 1e-2,
                                                       "micro_batch_tokens": 256, "skip_zero_advantage": False,
