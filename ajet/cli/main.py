@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ajet.cli import debug, export, plot, plugins, serve, train, worker
+from ajet.cli import debug, export, plot, plugins, serve, train, view, worker
 from ajet.cli.tokenize import tokenize_command
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("worker")(worker.worker_command)
 app.command("export")(export.export_command)
 app.command("plot")(plot.plot_command)
 app.command("tokenize")(tokenize_command)
+app.command("view")(view.view_command)
 
 
 def main() -> None:
