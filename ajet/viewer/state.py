@@ -36,19 +36,21 @@ class Viewer:
         return discover(self.roots)
 
     def store(self, run: RunDir) -> OpenedStore:
-        """The run's store, opened read-only once per file (a file that is not there yet is looked for again)."""
+        """The run's store, opened read-only once per file."""
         if run.store_path is None:
             return OpenedStore(None, run.store_note)
         path = run.store_path.resolve()
         with self._lock:
             opened = self._stores.get(path)
-            if opened is None:
-                try:
-                    opened = OpenedStore(SqliteStore(path, read_only=True), "")
-                except Exception as exc:  # an older schema, a file that is not SQLite: say so on the page
-                    log.info("cannot open %s: %s", path, exc)
-                    opened = OpenedStore(None, f"cannot read the store {path}: {exc}")
-                self._stores[path] = opened
+            if opened is not None:
+                return opened
+            try:
+                opened = self._stores[path] = OpenedStore(SqliteStore(path, read_only=True), "")
+            except Exception as exc:
+                # an older schema (until a resume migrates it), a file that is not SQLite: said on the page, and
+                # tried again on the next request
+                log.info("cannot open %s: %s", path, exc)
+                opened = OpenedStore(None, f"cannot read the store {path}: {exc}")
             return opened
 
     def metrics(self, run: RunDir) -> list[dict[str, float]]:
