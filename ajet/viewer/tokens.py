@@ -139,4 +139,5 @@ def render_tokens(
 
 
 def _marker(mark: TokenMark) -> str:
-    return f'<span class="mm" title="{escape(mark.label)}">⚠ {escape(mark.label)}</span>'
+    # the reason in the text, the whole story (position, expected and found tokens) on hover
+    return f'<span class="mm" title="{escape(mark.label)}">⚠ {escape(mark.label.split(" ", 1)[0])}</span>'

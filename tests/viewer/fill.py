@@ -14,10 +14,14 @@ from ajet.core.store import SqliteStore
 from ajet.core.store.records import MismatchRecord, RunRecord, SampleRecord
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask, LlmCall
 
-TRACEBACK = 'Traceback (most recent call last):\n  File "flow.py", line 7, in execute\nZeroDivisionError: boom'
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "flow.py", line 7, in execute\nZeroDivisionError: boom'
+)
 
 
-def write_run_files(run_dir: Path, run_id: str, config: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
+def write_run_files(
+    run_dir: Path, run_id: str, config: dict[str, Any], metrics: list[dict[str, Any]]
+) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (run_dir / "run.json").write_text(json.dumps({"base_dir": str(run_dir.parent), "run_id": run_id}))
@@ -100,7 +104,14 @@ def fill_demo_store(store: SqliteStore, run_id: str, count: int) -> None:
         else:
             store.add_episode(episode(run_id, index))
     store.add_episode(
-        episode(run_id, 900, episode_id="ep-multi", step=2, reward=0.5, target_rewards={"wolf": 1.0, "villager": -1.0})
+        episode(
+            run_id,
+            900,
+            episode_id="ep-multi",
+            step=2,
+            reward=0.5,
+            target_rewards={"wolf": 1.0, "villager": -1.0},
+        )
     )
     question = {"role": "user", "content": "Who is the wolf?"}
     tool_call = {

@@ -94,7 +94,10 @@ def test_episode_table_pages_by_50_newest_first(client: TestClient) -> None:
         ({"status": "failed"}, ["ep-00003"]),
         ({"phase": "val"}, ["ep-val"]),
         ({"role": "villager"}, ["ep-multi"]),
-        ({"phase": "train", "step": "2", "reward_min": "0.75", "order": "seq"}, ["ep-00008", "ep-00009", "ep-00013", "ep-00014"]),
+        (
+            {"phase": "train", "step": "2", "reward_min": "0.75", "order": "seq"},
+            ["ep-00008", "ep-00009", "ep-00013", "ep-00014"],
+        ),
         ({"step": "1", "reward_max": "0", "order": "seq"}, ["ep-00000", "ep-00005"]),
     ],
 )
@@ -133,7 +136,12 @@ def test_a_bad_filter_is_a_400_that_says_what_is_wrong(
 
 
 def test_unknown_runs_and_episodes_are_404(client: TestClient) -> None:
-    for path in ("/runs/nope", "/runs/nope/episodes", "/runs/nope/episodes/ep-00001", "/runs/demo/episodes/ep-x"):
+    for path in (
+        "/runs/nope",
+        "/runs/nope/episodes",
+        "/runs/nope/episodes/ep-00001",
+        "/runs/demo/episodes/ep-x",
+    ):
         page = client.get(path)
         assert page.status_code == 404, path
         assert 'id="error-message"' in page.text
@@ -145,7 +153,9 @@ def test_multi_agent_episode_shows_calls_tools_roles_tokens_and_the_mismatch(cli
     assert page.status_code == 200
     html = page.text
     roles = html.split('id="role-rewards"', 1)[1].split("</table>", 1)[0]
-    assert re.search(r"wolf</td><td class=\"num\">1<", roles) and re.search(r"villager</td><td class=\"num\">-1<", roles)
+    assert re.search(r"wolf</td><td class=\"num\">1<", roles) and re.search(
+        r"villager</td><td class=\"num\">-1<", roles
+    )
     calls = re.findall(r'<section class="call" id="call-(\d+)">', html)
     assert calls == ["0", "1", "2"]
     assert "<b>vote</b>" in html and "&#34;player&#34;: &#34;bob&#34;" in html  # the tool call, its arguments
@@ -155,12 +165,16 @@ def test_multi_agent_episode_shows_calls_tools_roles_tokens_and_the_mismatch(cli
     assert "3 earlier messages" in second
     # tokens: the trained ones with their id, log-prob and advantage; the context ones apart
     sample = html.split('id="sample-0"', 1)[1].split("</section>", 1)[0]
-    trained = re.findall(r'<span class="tr (p\d)[^"]*" title="id (\d+) · #\d+ · logprob ([-\d.]+) · advantage 0.710">', sample)
+    trained = re.findall(
+        r'<span class="tr (p\d)[^"]*" title="id (\d+) · #\d+ · logprob ([-\d.]+) · advantage 0.710">', sample
+    )
     assert trained == [("p1", "13", "-0.200"), ("p5", "14", "-4.500")]
     assert len(re.findall(r'<span class="cx[^"]*" title="id \d+', sample)) == 3
     # the mismatch: marked in the wolf's first sample at position 3 (13 expected, 99 found), and on the call
-    assert re.search(r'<span class="mm" title="completion_retokenized at #3: expected 13 [^"]*, found 99', sample)
-    assert 'class="tr p1 mmtok"' in sample
+    assert re.search(
+        r'<span class="mm" title="completion_retokenized at #3: expected 13 [^"]*, found 99', sample
+    )
+    assert "⚠ completion_retokenized</span>" in sample and 'class="tr p1 mmtok"' in sample
     assert "this call started a new sample: completion_retokenized at #3" in second
 
 

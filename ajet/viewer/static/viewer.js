@@ -2,6 +2,7 @@
 // new steps while a run trains, and refreshes the runs table in place.
 (function () {
   "use strict";
+  const STEP_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
   const COLORS = ["#1570ef", "#e04f16", "#12b76a", "#7a5af8", "#dd2590", "#0e9384", "#ca8504", "#475467", "#f04438", "#2e90fa"];
 
   function getJSON(url) {
@@ -52,7 +53,7 @@
         width: Math.max(380, box.clientWidth - 10),
         height: 220,
         scales: { x: { time: false } },
-        axes: [{ label: "step" }, {}],
+        axes: [{ label: "step", incrs: STEP_INCRS }, {}],
         series: [{ label: "step" }].concat(lines.map((l, i) => ({
           label: l.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: few },
         }))),
@@ -105,5 +106,14 @@
     }, pollMs);
   }
 
-  window.ajetView = { charts, pollRuns };
+  // The filter form: leave empty fields out of the URL, so a shared link says only what was filtered.
+  function cleanForm(form) {
+    form.addEventListener("submit", () => {
+      form.querySelectorAll("input, select").forEach((field) => {
+        if (field.value === "" || (field.name === "order" && field.value === "-seq")) field.disabled = true;
+      });
+    });
+  }
+
+  window.ajetView = { charts, pollRuns, cleanForm };
 })();
