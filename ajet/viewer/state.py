@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ def summary(viewer: Viewer, run: RunDir) -> dict[str, Any]:
         "steps": train.get("steps"),
         "started_at": record.started_at if record else None,
         "updated_at": record.updated_at if record else None,
+        # a killed run stays "running" in its record, but its updated_at (set each step) stops moving
+        "quiet_s": time.time() - record.updated_at if record and record.status == "running" else None,
         "validation": curves.validation(rows),
         "episodes": episodes,
         "episode_total": sum(sum(c.values()) for c in episodes.values()),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,3 +240,17 @@ def test_a_run_without_a_store_file_lists_with_a_note(tmp_path: Path) -> None:
         page = client.get("/runs/memory-run/episodes")
         assert page.status_code == 200 and "no episodes match" in page.text
         assert client.get("/runs/memory-run/episodes/ep-1").status_code == 404
+
+
+def test_a_running_run_whose_record_stopped_moving_is_flagged(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, "killed", "no/model", episodes=1)
+    store = SqliteStore(run_dir / "ajet.sqlite")
+    store.put_run(store.get_run("run-killed").model_copy(update={"updated_at": time.time() - 3600}))
+    store.close()
+    with TestClient(create_app([tmp_path])) as client:
+        assert "no update for 60 min" in client.get("/").text
+        assert "no update for 60 min" in client.get("/runs/killed").text
+        store = SqliteStore(run_dir / "ajet.sqlite")
+        store.update_run("run-killed", status="finished")
+        store.close()
+        assert "no update for" not in client.get("/").text
