@@ -336,7 +336,7 @@ def test_sqlite_file_settings_and_schema_version(tmp_path: Path) -> None:
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"calls_episode_id", "calls_run_id", "episodes_run_id"} <= indexes
     conn.execute("PRAGMA user_version = 99")
@@ -345,14 +345,24 @@ def test_sqlite_file_settings_and_schema_version(tmp_path: Path) -> None:
         SqliteStore(path)
 
 
-def old_store_file(path: Path, version: int, missing: tuple[str, ...]) -> Episode:
+#: the episode columns schema version 4 added
+V4_COLUMNS = ("phase", "step", "policy_version")
+
+
+def old_store_file(path: Path, version: int, missing: tuple[str, ...], calls: int = 0) -> Episode:
     """A store file as schema `version` wrote it (without the episode columns added since), holding one
-    episode; returns that episode."""
+    episode with `calls` calls; returns that episode."""
     store = SqliteStore(path)
     episode = make_episode()
     store.add_episode(episode)
+    for seq in range(calls):
+        store.append_call(make_call(episode.episode_id, seq))
     store.close()
     conn = sqlite3.connect(path)
+    if version < 4:  # no record tables, and no index on the phase column about to go
+        for table in ("runs", "samples", "mismatches"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP INDEX episodes_run_phase_step")
     for column in missing:
         conn.execute(f"ALTER TABLE episodes DROP COLUMN {column}")
     conn.execute(f"PRAGMA user_version = {version}")
@@ -364,7 +374,9 @@ def old_store_file(path: Path, version: int, missing: tuple[str, ...]) -> Episod
 def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path) -> None:
     path = tmp_path / "ajet.sqlite"
     # version 1: no per-role rewards, no untrained counts (nor version 3's columns)
-    episode = old_store_file(path, 1, ("target_rewards", "untrained_calls", "worker", "retry_of"))
+    episode = old_store_file(
+        path, 1, ("target_rewards", "untrained_calls", "worker", "retry_of", *V4_COLUMNS)
+    )
     store = SqliteStore(path)
     assert store.get_episode(episode.episode_id) == episode
     store.set_status(episode.episode_id, S.RUNNING, untrained_calls={"critic": 2})
@@ -373,7 +385,9 @@ def test_sqlite_migrates_a_version_1_file_and_keeps_its_episodes(tmp_path: Path)
 
 def test_sqlite_migrates_a_version_2_file(tmp_path: Path) -> None:
     path = tmp_path / "ajet.sqlite"
-    episode = old_store_file(path, 2, ("worker", "retry_of"))  # no record of where an episode ran
+    episode = old_store_file(
+        path, 2, ("worker", "retry_of", *V4_COLUMNS)
+    )  # no record of where an episode ran
     store = SqliteStore(path)
     assert store.get_episode(episode.episode_id) == episode
     where = {"backend": "ray", "worker": "ray-worker-1", "pid": 4242}

@@ -172,7 +172,8 @@ async def test_one_step_changes_every_trained_parameter_with_finite_losses(runti
 
 async def test_grpo_training_loop_runs_validates_and_checkpoints(tmp_path: Path, tiny_dir: Path) -> None:
     config = parse_config(make_config(tmp_path, tiny_dir, val_every=1, kl_coef=0.01), base_dir=ROOT)
-    rt = await build_runtime(config, store=MemoryStore())
+    store = MemoryStore()
+    rt = await build_runtime(config, store=store)
     try:
         version = rt.engine.version
         result = await Trainer(config, rt, ParityWorkflow).run()
@@ -185,6 +186,39 @@ async def test_grpo_training_loop_runs_validates_and_checkpoints(tmp_path: Path,
     assert rt.engine.version > version, "the engine serves the new weights"
     assert (tmp_path / "run" / "metrics.jsonl").exists()
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-000002"
+    check_run_record(store, rt.run_id, steps=2, val_tasks=6)
+
+
+def check_run_record(store: Any, run_id: str, steps: int, val_tasks: int) -> None:
+    """What `ajet view` reads: the run's record, each episode's phase, step and policy version, and the trained
+    samples of each training episode with the advantage they were trained with."""
+    (run,) = store.runs()
+    assert (run.run_id, run.status, run.step, run.kind) == (run_id, "finished", steps, "train")
+    episodes = store.episodes(run_id)
+    train = [e for e in episodes if e.phase == "train"]
+    assert sorted({e.step for e in train}) == list(range(1, steps + 1))
+    assert len(train) == steps * 2 * 4  # tasks_per_step 2, group_size 4
+    for episode in train:  # rolled out for step s, by the policy after s - 1 updates (on-policy)
+        assert episode.policy_version == episode.step - 1
+    val = [e for e in episodes if e.phase == "val"]
+    assert sorted({e.step for e in val}) == list(range(0, steps + 1)) and len(val) == val_tasks * (steps + 1)
+    samples = [s for e in train for s in store.samples(e.episode_id)]
+    assert samples and {s.step for s in samples} <= set(range(1, steps + 1))
+    for record in samples:
+        episode = store.get_episode(record.episode_id)
+        assert record.step == episode.step and record.run_id == run_id
+        assert len(record.input_ids) == len(record.loss_mask) == len(record.old_logprobs) and sum(
+            record.loss_mask
+        )
+        trained = [c for c in store.calls(record.episode_id) if c.call_id in record.call_ids]
+        completion = [t for c in trained for t in c.completion_ids]
+        assert [t for t, m in zip(record.input_ids, record.loss_mask, strict=True) if m] == completion
+    # GRPO: in each group the trained samples' advantages are the group-normalised rewards, so they sum to ~0
+    by_group: dict[str, list[float]] = {}
+    for record in samples:
+        by_group.setdefault(store.get_episode(record.episode_id).group_id, []).append(record.advantage)
+    full = [advantages for advantages in by_group.values() if len(advantages) == 4]
+    assert full and all(abs(sum(advantages)) < 1e-4 for advantages in full)
 
 
 async def test_lora_trains_only_adapters(tmp_path: Path, tiny_dir: Path) -> None:
@@ -256,6 +290,15 @@ def test_a_run_killed_after_step_2_resumes_to_the_same_weights(tmp_path: Path, t
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
+    # one run across the resume: one record, every episode under its id
+    from ajet.core.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "killed.sqlite", read_only=True)
+    (run,) = store.runs()
+    assert (run.status, run.step) == ("finished", 4)
+    assert {e.run_id for e in store.episodes()} == {run.run_id}
+    assert json.loads((tmp_path / "killed" / "run.json").read_text())["run_id"] == run.run_id
+    store.close()
 
 
 def test_export_writes_a_model_transformers_loads(tmp_path: Path, tiny_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,9 +22,10 @@ from ajet.core.loading import load_workflow_factory
 from ajet.core.models import ModelNotFoundError
 from ajet.core.plugins import PluginError, PluginRegistry, load_registry
 from ajet.core.preflight import check_run, source_error
-from ajet.core.rollout import RolloutExecutor
+from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import build_runtime
 from ajet.core.store.base import Store
+from ajet.core.store.records import RunRecord, RunStatus
 from ajet.core.tasks import TaskSourceError, load_tasks
 from ajet.core.types import Episode, EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
@@ -115,8 +117,17 @@ async def _run(
         starting += f" and {config.rollout.backend} rollout workers"
     with console.status(escape(starting + " ...")):
         runtime = await build_runtime(config, registry)
+    record = RunRecord(
+        run_id=runtime.run_id,
+        name=config.name,
+        kind="debug",
+        run_dir=str(runtime.run_dir),
+        config=config.model_dump(mode="json", exclude_unset=True),
+    )
+    runtime.store.put_run(record)
+    status: RunStatus = "failed"
     try:
-        executor = RolloutExecutor(runtime, make_workflow)
+        executor = RolloutExecutor(runtime, make_workflow, RolloutSettings.from_config(config, phase="debug"))
         if runtime.rollouts is not None:
             console.print(f"episodes run on {runtime.rollouts.describe()}", markup=False)
         total = len(tasks) * executor.settings.group_size
@@ -152,8 +163,13 @@ async def _run(
             f"run {runtime.run_id} recorded in {runtime.config.store or runtime.run_dir / 'ajet.sqlite'}",
             markup=False,
         )
+        status = "finished"
         return episodes
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status = "stopped"
+        raise
     finally:
+        runtime.store.update_run(runtime.run_id, status=status, finished_at=time.time())
         await runtime.close()
 
 

@@ -29,8 +29,9 @@ from ajet.core.loading import load_workflow_factory
 from ajet.core.models import ModelNotFoundError
 from ajet.core.plugins import PluginError, PluginRegistry, load_registry
 from ajet.core.preflight import check_run
-from ajet.core.runtime import Runtime, build_runtime
+from ajet.core.runtime import Runtime, build_runtime, new_run_id
 from ajet.core.store.base import close_unfinished
+from ajet.core.store.records import EpisodeQuery
 from ajet.core.tasks import TaskSourceError
 from ajet.core.workflow import Workflow
 from ajet.trainer.weight_sync.base import WeightSyncError
@@ -72,7 +73,7 @@ def run_training(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     console = Console()
-    from ajet.trainer.run_files import load_run_config, save_run_config
+    from ajet.trainer.run_files import load_run_config, load_run_id, save_run_config
 
     try:
         if resume is not None:
@@ -80,6 +81,7 @@ def run_training(
             from ajet.trainer.checkpoint import latest_checkpoint
 
             config = load_run_config(resume)
+            run_id = load_run_id(resume) or _last_run_id(config)
             if nproc is not None:
                 _set_nproc(config, nproc)
             if serve:
@@ -96,6 +98,7 @@ def run_training(
             overrides.update(serve or {})
             config = load_config(config_path, overrides)
             checkpoint = None
+            run_id = new_run_id()
         else:
             raise ConfigError("give a config (-c CONFIG) or a run to continue (--resume RUN_DIR)")
         if resume is not None and set_fields:
@@ -115,7 +118,7 @@ def run_training(
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         if int(os.environ.get("RANK", "0")) == 0:
-            save_run_config(config.resolved_run_dir(), config)
+            run_id = save_run_config(config.resolved_run_dir(), config, run_id)
     except (ConfigError, PluginError, FileNotFoundError, TaskSourceError) as exc:
         fail(console, "configuration error", exc)
     if launched is None and config.train.distributed.nproc > 1:
@@ -132,7 +135,7 @@ def run_training(
     if ranks.device.type == "cuda":
         config.model.device = str(ranks.device)  # rank 0's engine, and each rank's policy: cuda:LOCAL_RANK
     try:
-        asyncio.run(_train(config, registry, make_workflow, checkpoint, console, ranks))
+        asyncio.run(_train(config, registry, make_workflow, checkpoint, console, ranks, run_id))
         # Only after a clean run: a rank that fails just exits (torchrun then stops the others), where a
         # barrier would wait for ranks that are waiting in another collective.
         ranks.close()
@@ -148,6 +151,18 @@ def run_training(
             f"{exc}\nThe run stopped before training on the failed step; continue it with: "
             f"ajet train --resume {where}",
         )
+
+
+def _last_run_id(config: AjetConfig) -> str | None:
+    """The run id of a run directory written before run.json kept it: that of its newest episode."""
+    from ajet.core.store import open_store
+
+    store = open_store(config.store, config.resolved_run_dir())
+    try:
+        newest = store.episodes_page(EpisodeQuery(order="-seq", limit=1))
+    finally:
+        store.close()
+    return newest[0].run_id if newest else None
 
 
 def close_interrupted_episodes(runtime: Runtime) -> int:
@@ -223,6 +238,7 @@ async def _train(
     checkpoint: Checkpoint | None,
     console: Console,
     ranks: Ranks,
+    run_id: str | None,
 ) -> None:
     from ajet.trainer.loop import Trainer
 
@@ -234,10 +250,10 @@ async def _train(
         await follower.run()
         return
     if config.engine.kind == "vllm":  # the server start shows its own progress
-        runtime = await build_runtime(config, registry)
+        runtime = await build_runtime(config, registry, run_id=run_id)
     else:
         with console.status(escape(f"loading {config.model.path} ...")):
-            runtime = await build_runtime(config, registry)
+            runtime = await build_runtime(config, registry, run_id=run_id)
     try:
         if checkpoint is not None:
             interrupted = close_interrupted_episodes(runtime)

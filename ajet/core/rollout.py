@@ -15,12 +15,14 @@ record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ajet.core.config import AjetConfig
 from ajet.core.episode_access import EpisodeAccess, RegistryAgentKeys
 from ajet.core.episode_runner import EpisodeOutcome
 from ajet.core.gateway.keys import EpisodeGrant
@@ -29,7 +31,7 @@ from ajet.core.rollout_backends.base import RolloutBackend, WorkerLostError
 from ajet.core.rollout_backends.local import LocalBackend
 from ajet.core.runtime import Runtime
 from ajet.core.tuner import AjetTuner
-from ajet.core.types import Episode, EpisodeStatus, LabeledTask, Task, new_id
+from ajet.core.types import Episode, EpisodeStatus, LabeledTask, Phase, Task, new_id
 from ajet.core.workflow import Workflow
 
 EpisodeCallback = Callable[[Episode], None]
@@ -45,6 +47,21 @@ class RolloutSettings:
     seed: int | None = None
     #: sampling defaults for every call of these episodes (e.g. temperature 0 for validation)
     sampling: dict[str, Any] | None = None
+    #: what the episodes are run for, and the step they belong to (stamped on each: see `Episode.phase`)
+    phase: Phase = "train"
+    step: int | None = None
+
+    @classmethod
+    def from_config(cls, config: AjetConfig, **changes: Any) -> RolloutSettings:
+        """The config's rollout settings, with `changes` (e.g. phase="debug")."""
+        rollout = config.rollout
+        settings = cls(
+            rollout.group_size,
+            rollout.max_concurrency,
+            rollout.episode_timeout_s,
+            trainable_targets=config.trainable_targets,
+        )
+        return dataclasses.replace(settings, **changes)
 
 
 class RolloutExecutor:
@@ -57,13 +74,7 @@ class RolloutExecutor:
     ) -> None:
         self.runtime = runtime
         self.make_workflow = make_workflow
-        rollout = runtime.config.rollout
-        self.settings = settings or RolloutSettings(
-            rollout.group_size,
-            rollout.max_concurrency,
-            rollout.episode_timeout_s,
-            trainable_targets=runtime.config.trainable_targets,
-        )
+        self.settings = settings or RolloutSettings.from_config(runtime.config)
         # The run's backend when it has one (Ray workers, remote clients); else episodes run here.
         if backend is None and runtime.rollouts is None and make_workflow is None:
             raise ValueError("episodes run in this process need a workflow (make_workflow)")
@@ -85,11 +96,7 @@ class RolloutExecutor:
         for task in tasks:
             group_id = new_id("grp")
             for repeat in range(self.settings.group_size):
-                episode = Episode(
-                    run_id=self.runtime.run_id, task=task, group_id=group_id, repeat_index=repeat
-                )
-                self.runtime.store.add_episode(episode)
-                episodes.append(episode)
+                episodes.append(self._new_episode(task, group_id, repeat))
         await self.start()
         semaphore = asyncio.Semaphore(self.concurrency)
 
@@ -131,9 +138,7 @@ class RolloutExecutor:
         group_id = new_id("grp")
         episodes = []
         for repeat in range(self.settings.group_size):
-            episode = Episode(run_id=self.runtime.run_id, task=task, group_id=group_id, repeat_index=repeat)
-            self.runtime.store.add_episode(episode)
-            episodes.append(episode)
+            episodes.append(self._new_episode(task, group_id, repeat))
 
         async def guarded(index: int, episode: Episode) -> Episode:
             async with semaphore:
@@ -153,15 +158,26 @@ class RolloutExecutor:
                 if number == retries:  # recorded as failed (or timed out); no further attempt
                     return self.runtime.store.get_episode(attempt.episode_id)
                 avoid = lost.worker
-                attempt = Episode(
-                    run_id=episode.run_id,
-                    task=episode.task,
-                    group_id=episode.group_id,
-                    repeat_index=episode.repeat_index,
-                    retry_of=attempt.episode_id,
+                attempt = self._new_episode(
+                    episode.task, episode.group_id, episode.repeat_index, retry_of=attempt.episode_id
                 )
-                self.runtime.store.add_episode(attempt)
         raise AssertionError("unreachable")
+
+    def _new_episode(
+        self, task: LabeledTask, group_id: str, repeat: int, retry_of: str | None = None
+    ) -> Episode:
+        """A pending episode of this executor's run, phase and step, added to the store."""
+        episode = Episode(
+            run_id=self.runtime.run_id,
+            task=task,
+            group_id=group_id,
+            repeat_index=repeat,
+            retry_of=retry_of,
+            phase=self.settings.phase,
+            step=self.settings.step,
+        )
+        self.runtime.store.add_episode(episode)
+        return episode
 
     async def _attempt(
         self, episode: Episode, seed: int | None, avoid: str | None = None, last: bool = False
@@ -243,8 +259,15 @@ class RolloutExecutor:
     def _finish(
         self, episode: Episode, *, status: EpisodeStatus, tb: str | None = None, **fields: object
     ) -> Episode:
-        return self.runtime.store.set_status(
-            episode.episode_id, status, finished_at=time.time(), traceback=tb, **fields
+        store = self.runtime.store
+        versions = [c.model_version for c in store.calls(episode.episode_id)]
+        return store.set_status(
+            episode.episode_id,
+            status,
+            finished_at=time.time(),
+            traceback=tb,
+            policy_version=min(versions) if versions else None,
+            **fields,
         )
 
 

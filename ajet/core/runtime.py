@@ -88,7 +88,9 @@ async def build_runtime(
     registry: PluginRegistry | None = None,
     store: Store | None = None,
     engine: InferenceEngine | None = None,
+    run_id: str | None = None,
 ) -> Runtime:
+    """`run_id`: the run's identity in the store (a resumed run passes its own); default a new one."""
     registry = registry or load_registry()
     # The CLI runs the whole preflight before loading anything; library callers get at least the framework
     # check here, so a misspelled `framework:` fails now with "did you mean", not inside the first episode.
@@ -141,6 +143,7 @@ async def build_runtime(
         judge=judge,
         rollouts=rollouts,
         advertised_url=advertised_url,
+        run_id=run_id or new_run_id(),
     )
     if rollouts is not None:  # workers start with the run (Ray: ~10 s), not in the middle of its first step
         try:

@@ -112,6 +112,10 @@ def check_transition(old: EpisodeStatus, new: EpisodeStatus) -> None:
         )
 
 
+Phase = Literal["train", "val", "eval", "debug"]
+PHASES: tuple[Phase, ...] = ("train", "val", "eval", "debug")
+
+
 class Episode(BaseModel):
     """One run of the workflow on one task. `group_id` ties the episodes of one task (a GRPO group)."""
 
@@ -136,6 +140,12 @@ class Episode(BaseModel):
     worker: dict[str, Any] = Field(default_factory=dict)
     #: the episode this one re-runs, when that one's worker was lost (that attempt stays, recorded as failed)
     retry_of: str | None = None
+    #: what the episode was run for: a training step's rollouts, a validation, an `ajet eval`, an `ajet debug`
+    phase: Phase = "train"
+    #: train: the step it was rolled out for; val and eval: the step of the policy evaluated; debug: None
+    step: int | None = None
+    #: the oldest `model_version` among its recorded calls (None: no calls recorded)
+    policy_version: int | None = None
     created_at: float = Field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None

@@ -45,8 +45,9 @@ from ajet.core.precision import autocast_dtype
 from ajet.core.rollout import RolloutExecutor, RolloutSettings
 from ajet.core.runtime import Runtime
 from ajet.core.store.base import close_unfinished
+from ajet.core.store.records import RunStatus
 from ajet.core.tasks import load_tasks, resolve_path
-from ajet.core.types import Episode, EpisodeStatus, LabeledTask
+from ajet.core.types import Episode, EpisodeStatus, LabeledTask, Phase
 from ajet.core.workflow import Workflow
 from ajet.trainer.algorithms.registry import (
     UnknownAlgorithmError,
@@ -65,6 +66,7 @@ from ajet.trainer.metrics import MetricsLogger
 from ajet.trainer.off_policy import correct_stale_samples
 from ajet.trainer.policy import frozen_copy, prepare_policy
 from ajet.trainer.rollout_pipeline import RolloutPipeline
+from ajet.trainer.run_record import close_run_record, mismatch_records, open_run_record, sample_records
 from ajet.trainer.samples import Sample, assign_advantages, build_samples, compute_episode_advantages
 from ajet.trainer.weight_sync import WeightSync
 from ajet.trainer.weight_sync.verify import check_served_policy, default_tolerance
@@ -234,7 +236,13 @@ class Trainer:
     # -- rollouts ----------------------------------------------------------------------------------------------
 
     def _executor(
-        self, group_size: int, seed: int, sampling: dict[str, Any] | None = None
+        self,
+        group_size: int,
+        seed: int,
+        *,
+        phase: Phase,
+        step: int,
+        sampling: dict[str, Any] | None = None,
     ) -> RolloutExecutor:
         rollout = self.config.rollout
         settings = RolloutSettings(
@@ -244,6 +252,8 @@ class Trainer:
             trainable_targets=self.config.trainable_targets,
             seed=seed,
             sampling=sampling,
+            phase=phase,
+            step=step,
         )
         return RolloutExecutor(self.runtime, self.make_workflow, settings)
 
@@ -253,6 +263,8 @@ class Trainer:
         executor = self._executor(
             1,
             seed=self.config.seed * 7919 + 1_000_000 + step,
+            phase="val",
+            step=step,
             sampling={"temperature": self.train.val_temperature},
         )
         episodes = await executor.run(self.val_tasks)
@@ -277,7 +289,11 @@ class Trainer:
         )
         if master_process:
             await self.weight_sync.start(self.full_policy or self.policy)
+            open_run_record(
+                self.runtime.store, self.runtime.run_id, self.config, str(self.run_dir), self.step
+            )
         started = time.perf_counter()
+        outcome: tuple[RunStatus, str | None] = ("failed", "the run stopped without saying why")
         try:
             if self.resume is not None:
                 restore_rng(self.resume.rng(self.ranks.rank), self.ranks.device)  # each rank its own
@@ -307,6 +323,7 @@ class Trainer:
                             metrics.update(await self.validate(self.step))
                         logger.log(self.step, metrics)
                         result.history.append({"step": self.step, **metrics})
+                        self.runtime.store.update_run(self.runtime.run_id, step=self.step)
                     if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
                         self.save()  # every rank writes its part
                     if self.pipeline is not None:
@@ -323,6 +340,13 @@ class Trainer:
                     result.validation.append({"step": self.step, **validation})
             if not (self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0):
                 self.save()
+            outcome = ("finished", None)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            outcome = ("stopped", "interrupted")
+            raise
+        except BaseException as exc:
+            outcome = ("failed", f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             if self.pipeline is not None:
                 await self.pipeline.aclose()  # rollouts drawn ahead for steps this run will not train
@@ -333,6 +357,7 @@ class Trainer:
                     self.runtime.run_id,
                 )
             if master_process:
+                close_run_record(self.runtime.store, self.runtime.run_id, self.step, *outcome)
                 logger.close()
                 await self.weight_sync.aclose()
         result.final_step = self.step
@@ -387,12 +412,16 @@ class Trainer:
             if self.train.skip_zero_advantage and self.train.kl_coef == 0:
                 samples = [s for s in samples if s.advantage != 0.0]
         metrics["samples/trained"] = float(len(samples))
+        # the record `ajet view` shows: which tokens each sample trained, with which advantage; where merges broke
+        store, run_id = self.runtime.store, self.runtime.run_id
+        store.add_samples(sample_records(samples, run_id, step))
+        store.add_mismatches(mismatch_records(stats.mismatch_examples, run_id, step))
         return samples, metrics
 
     def _pipeline(self) -> RolloutPipeline:
         return RolloutPipeline(
             make_executor=lambda step: self._executor(
-                self.config.rollout.group_size, seed=self.config.seed * 7919 + step
+                self.config.rollout.group_size, seed=self.config.seed * 7919 + step, phase="train", step=step
             ),
             cursor=self.cursor,
             tasks=self.train_tasks,

@@ -1,5 +1,6 @@
 """What a run directory remembers about how it was started, so `ajet train --resume RUN_DIR` needs nothing else:
-the config as validated (config.yaml) and the directory its relative paths are resolved against (run.json)."""
+the config as validated (config.yaml), the directory its relative paths are resolved against and the run's id
+(run.json: a resumed run keeps its identity in the store)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,26 @@ import yaml
 from ajet.core.config import AjetConfig, parse_config
 
 
-def save_run_config(run_dir: Path, config: AjetConfig) -> None:
+def save_run_config(run_dir: Path, config: AjetConfig, run_id: str | None = None) -> str:
+    """Write config.yaml and run.json; returns the run id (`run_id`, or a new one)."""
+    from ajet.core.runtime import new_run_id
+
+    run_id = run_id or new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
     data = config.model_dump(mode="json", exclude_unset=True)  # what the user wrote, not every default
     data["run_dir"] = str(run_dir)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    (run_dir / "run.json").write_text(json.dumps({"base_dir": str(config.base_dir)}), encoding="utf-8")
+    run = {"base_dir": str(config.base_dir), "run_id": run_id}
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    return run_id
+
+
+def load_run_id(run_dir: Path) -> str | None:
+    """The id the run in `run_dir` was started with; None for a directory written before ids were kept."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("run_id")
 
 
 def load_run_config(run_dir: Path) -> AjetConfig:

@@ -29,9 +29,6 @@ from ajet.trainer.algorithms.registry import Metrics, get_advantage_estimator
 # (what `compute_episode_advantages` returns; the two differ only in multi-agent runs).
 AdvantageMap = Mapping[str, float] | Mapping[tuple[str, str], float]
 
-#: how many mismatches `SampleStats` keeps in full (the counts are always complete)
-MAX_MISMATCH_EXAMPLES = 20
-
 
 @dataclass
 class Sample:
@@ -104,14 +101,14 @@ class SampleStats:
     # "different_agent": the first call of a timeline whose prompt extends the previous call of the episode,
     #   made by another agent; not an error (agents train as separate timelines), counted so it is visible.
     mismatches: Counter[str] = field(default_factory=Counter)
+    #: every mismatch, in the order found (the trainer stores them: `ajet view` marks each where it happened)
     mismatch_examples: list[Mismatch] = field(default_factory=list)
     tokens_total: int = 0
     tokens_trained: int = 0
 
     def add_mismatch(self, mismatch: Mismatch) -> None:
         self.mismatches[mismatch.reason] += 1
-        if len(self.mismatch_examples) < MAX_MISMATCH_EXAMPLES:
-            self.mismatch_examples.append(mismatch)
+        self.mismatch_examples.append(mismatch)
 
     def as_metrics(self) -> Metrics:
         """Flat numbers for a metrics logger (`samples/...`)."""

@@ -6,6 +6,8 @@
 - Safe under concurrent writers: the gateway (possibly in another thread) appends calls while the rollout
   executor updates episodes.
 - Reads return copies: mutating a returned object never changes the store.
+- Beside episodes and calls a store keeps the record of a run (`ajet.core.store.records`): the run, each
+  trained sample with its advantage and loss mask, each merge mismatch. Episode listings are paged.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ajet.core.store.records import EpisodeQuery, MismatchRecord, RunRecord, SampleRecord
 from ajet.core.types import Episode, EpisodeStatus, LlmCall
 
 
@@ -46,6 +49,82 @@ class Store(ABC):
     @abstractmethod
     def calls(self, episode_id: str) -> list[LlmCall]:
         """An episode's calls in the order they were appended."""
+
+    # ---- the record of a run ----
+
+    @abstractmethod
+    def put_run(self, run: RunRecord) -> None:
+        """Insert the run, or replace the stored record of the same `run_id`."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run's record; KeyError when the store has none."""
+
+    @abstractmethod
+    def runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        """Set some fields of a stored run (and its `updated_at`). Returns the new record."""
+        import time
+
+        current = self.get_run(run_id)
+        updated = RunRecord.model_validate({**current.model_dump(), "updated_at": time.time(), **fields})
+        self.put_run(updated)
+        return updated
+
+    @abstractmethod
+    def add_samples(self, samples: list[SampleRecord]) -> None: ...
+
+    @abstractmethod
+    def samples(self, episode_id: str) -> list[SampleRecord]:
+        """The samples trained from an episode, in the order they were added."""
+
+    @abstractmethod
+    def add_mismatches(self, mismatches: list[MismatchRecord]) -> None: ...
+
+    @abstractmethod
+    def mismatches(self, episode_id: str) -> list[MismatchRecord]: ...
+
+    # ---- paged reads ----
+
+    def episodes_page(self, query: EpisodeQuery) -> list[Episode]:
+        """One page of the episodes `query` selects, in insertion order (`order="-seq"`: newest first)."""
+        selected = self._select(query)
+        if query.order == "-seq":
+            selected.reverse()
+        return selected[query.offset : query.offset + query.limit]
+
+    def count_episodes(self, query: EpisodeQuery) -> int:
+        """How many episodes `query` selects, ignoring its offset and limit."""
+        return len(self._select(query))
+
+    def episode_summary(self, run_id: str) -> dict[str, dict[str, int]]:
+        """Episode counts of one run: {phase: {status: count}}."""
+        summary: dict[str, dict[str, int]] = {}
+        for episode in self.episodes(run_id):
+            counts = summary.setdefault(episode.phase, {})
+            counts[episode.status.value] = counts.get(episode.status.value, 0) + 1
+        return summary
+
+    def _select(self, query: EpisodeQuery) -> list[Episode]:
+        # The generic filter, over `episodes()`; SqliteStore answers in SQL instead.
+        def keep(episode: Episode) -> bool:
+            if query.phase is not None and episode.phase != query.phase:
+                return False
+            if query.step is not None and episode.step != query.step:
+                return False
+            if query.status is not None and episode.status != query.status:
+                return False
+            if query.min_reward is not None and (episode.reward is None or episode.reward < query.min_reward):
+                return False
+            if query.max_reward is not None and (episode.reward is None or episode.reward > query.max_reward):
+                return False
+            if query.target_tag is not None:
+                return any(c.target_tag == query.target_tag for c in self.calls(episode.episode_id))
+            return True
+
+        return [e for e in self.episodes(query.run_id) if keep(e)]
 
     def close(self) -> None:  # noqa: B027 - optional
         pass
