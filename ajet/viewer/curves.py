@@ -113,8 +113,11 @@ def metric_names(rows: list[dict[str, float]]) -> list[str]:
 
 
 def last_step(rows: list[dict[str, float]]) -> int | None:
-    steps = [int(row["step"]) for row in rows if any(k.startswith(("rollout/", "train/")) for k in row)]
-    return max(steps) if steps else None
+    """The last trained step: the newest row with training metrics (a validation-only row repeats a step)."""
+    for row in reversed(rows):
+        if any(k.startswith(("rollout/", "train/")) for k in row):
+            return int(row["step"])
+    return None
 
 
 def validation(rows: list[dict[str, float]]) -> dict[str, Any] | None:

@@ -1,9 +1,10 @@
 """The viewer in a real headless Chromium, on a run made by `ajet train` (2 steps of the tiny model): the runs page
 lists it and draws its curves, an episode page shows its tokens with the trained ones marked, a filter narrows
-the episode table. Screenshots are saved (and copied to $AJET_SCREENSHOT_DIR when set)."""
+the episode table, an open page shows new steps and runs. Screenshots are saved (and copied to $AJET_SCREENSHOT_DIR when set)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from ajet.viewer import create_app
 from tests.examples.cli import explain, run_ajet
 from tests.test_trainer import make_config
 from tests.viewer.browser import browser_or_skip, headless_chromium, save_screenshot, served
+from tests.viewer.fill import make_run
 
 pytestmark = pytest.mark.browser
 WAIT_S = 20
@@ -144,3 +146,27 @@ def test_a_filter_narrows_the_episode_table(site: str, browser: Any, tmp_path: P
     assert 0 < len(narrowed) < len(rows)
     assert {r.find_elements(By.TAG_NAME, "td")[2].text for r in narrowed} == {"1"}
     save_screenshot(browser, tmp_path, "episodes-filtered")
+
+
+def test_new_steps_and_runs_appear_in_an_open_page(browser: Any, tmp_path: Path) -> None:
+    """A run still training: the open page polls, so a new step reaches the charts and a new run the runs
+    table, with no reload."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = tmp_path / "runs"
+    run_dir = make_run(root, "live", "no/model", episodes=3, steps=2)
+    with served(create_app([root], poll_s=0.5)) as url:
+        browser.get(url + "/runs/live")
+        wait_for(browser, "#charts .chart canvas")
+        status = browser.find_element("id", "charts-status")
+        assert status.text.startswith("live step 2")
+        with (run_dir / "metrics.jsonl").open("a") as out:
+            out.write(
+                json.dumps({"step": 3, "time": 0.0, "rollout/reward_mean": 0.9, "train/loss": 0.1}) + "\n"
+            )
+        WebDriverWait(browser, WAIT_S).until(lambda b: status.text.startswith("live step 3"))
+
+        browser.get(url + "/")
+        wait_for(browser, 'tr[data-run="live"]')
+        make_run(root, "later", "no/model", episodes=1, steps=1)
+        wait_for(browser, 'tr[data-run="later"]')
