@@ -1,6 +1,7 @@
 """The viewer in a real headless Chromium, on a run made by `ajet train` (2 steps of the tiny model): the runs page
 lists it and draws its curves, an episode page shows its tokens with the trained ones marked, a filter narrows
-the episode table, an open page shows new steps and runs. Screenshots are saved (and copied to $AJET_SCREENSHOT_DIR when set)."""
+the episode table, an open page shows new steps and runs. Screenshots are saved (and copied to
+$AJET_SCREENSHOT_DIR when set)."""
 
 from __future__ import annotations
 
