@@ -20,7 +20,7 @@ def view_command(
     ),
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", min=0, max=65535, help="the port (0: a free one)"),
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="the address to serve on; another than loopback needs --allow-remote"
+        "127.0.0.1", "--host", help="the address to serve on; a non-loopback one needs --allow-remote"
     ),
     allow_remote: bool = typer.Option(
         False,
