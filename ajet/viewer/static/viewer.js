@@ -27,6 +27,12 @@
       return "/api/curves?" + q.toString();
     }
 
+    function tick(v) {
+      if (v === 0) return "0";
+      const a = Math.abs(v);
+      return a >= 1e4 || a < 1e-3 ? v.toExponential(1) : String(+v.toPrecision(3));
+    }
+
     function draw(chart, index) {
       const lines = chart.lines;
       const signature = lines.map((l) => l.label).join("|");
@@ -53,7 +59,8 @@
         width: Math.max(380, box.clientWidth - 10),
         height: 220,
         scales: { x: { time: false } },
-        axes: [{ label: "step", incrs: STEP_INCRS }, {}],
+        // y ticks with enough digits for small values (a KL of 1e-4 would otherwise read "0, 0, 0")
+        axes: [{ label: "step", incrs: STEP_INCRS }, { size: 60, values: (u, ticks) => ticks.map(tick) }],
         series: [{ label: "step" }].concat(lines.map((l, i) => ({
           label: l.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: few },
         }))),
