@@ -363,6 +363,7 @@ def old_store_file(path: Path, version: int, missing: tuple[str, ...], calls: in
         for table in ("runs", "samples", "mismatches"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP INDEX episodes_run_phase_step")
+        conn.execute("DROP INDEX episodes_run_phase_status")
     for column in missing:
         conn.execute(f"ALTER TABLE episodes DROP COLUMN {column}")
     conn.execute(f"PRAGMA user_version = {version}")

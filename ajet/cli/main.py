@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ajet.cli import debug, export, plot, plugins, serve, train, worker
+from ajet.cli import debug, export, plot, plugins, serve, train, view, worker
 from ajet.cli import eval as eval_cli
 from ajet.cli.tokenize import tokenize_command
 
@@ -24,6 +24,7 @@ app.command("eval")(eval_cli.eval_command)
 app.command("export")(export.export_command)
 app.command("plot")(plot.plot_command)
 app.command("tokenize")(tokenize_command)
+app.command("view")(view.view_command)
 
 
 def main() -> None:

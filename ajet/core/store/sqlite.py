@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS episodes (
 );
 CREATE INDEX IF NOT EXISTS episodes_run_id ON episodes (run_id);
 CREATE INDEX IF NOT EXISTS episodes_run_phase_step ON episodes (run_id, phase, step);
+CREATE INDEX IF NOT EXISTS episodes_run_phase_status ON episodes (run_id, phase, status);
 CREATE TABLE IF NOT EXISTS calls (
     row INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL,
@@ -76,6 +77,8 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_episode_id ON calls (episode_id);
 CREATE INDEX IF NOT EXISTS calls_run_id ON calls (run_id);
+-- the viewer's role filter: does this episode have a call of that tag?
+CREATE INDEX IF NOT EXISTS calls_episode_tag ON calls (episode_id, target_tag);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
