@@ -220,7 +220,7 @@ def _default_output(subjects: list[EvalSubject], stamp: str) -> Path:
     for subject in subjects:
         if subject.source == "run":
             return subject.run_dir / "eval" / f"eval-{stamp}.json"
-    return subjects[0].run_dir / "eval.json"
+    return subjects[0].run_dir.parent / "eval.json"
 
 
 async def _evaluate_all(

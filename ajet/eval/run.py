@@ -26,6 +26,7 @@ from ajet.core.types import EpisodeStatus, LabeledTask
 from ajet.core.workflow import Workflow
 from ajet.eval.report import EvalReport, task_results, totals
 from ajet.eval.subjects import EvalSubject
+from ajet.trainer.run_files import save_run_config
 
 
 def eval_seed(seed: int) -> int:
@@ -61,6 +62,7 @@ async def evaluate(
         load_s = time.perf_counter() - loading
         record = subject.source != "run"  # a run's record is its training's; an eval directory gets its own
         if record:
+            save_run_config(subject.run_dir, run_config, subject.run_id)
             store.put_run(eval_run_record(run_config, subject))
         status: RunStatus = "failed"
         started_at = time.time()
@@ -141,6 +143,7 @@ def with_model(config: AjetConfig, model_path: str, subject: EvalSubject) -> Aje
     """A copy of `config` that loads `model_path` and keeps its run files in the subject's run directory."""
     copy = config.model_copy(deep=True)
     copy.model.path = model_path
+    copy.model = copy.model  # marked as set, so that the saved config.yaml (what was set) keeps it
     copy.run_dir = str(subject.run_dir)
     copy.store = subject.store
     return copy

@@ -6,12 +6,14 @@ one line of error in well under a second:
 - `--run RUN_DIR`: the run's latest checkpoint; `--run RUN_DIR/checkpoints/step-000010`: that checkpoint.
   A LoRA run's checkpoint holds only its adapter, merged into the run's model.path when it is evaluated.
 
-A run's episodes go into that run's own store, under its run id, so that they sit beside its training; the
-others go into the store of one eval directory per command.
+A run's episodes go into that run's own store, under its run id, so that they sit beside its training. Each
+other model gets a run directory of its own (config.yaml, run.json, ajet.sqlite) in the command's eval
+directory, e.g. runs/eval-arithmetic-20261203-090610/base/, which `ajet view` lists as an eval run.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,7 @@ class EvalSubject:
     source: Source
     #: the model spec the engine loads: the config's model.path, a directory, or a checkpoint's model/
     model: str
-    #: the run directory whose store receives the episodes (an eval directory for base and --model)
+    #: the run directory whose store receives the episodes (for base and --model: one in the eval directory)
     run_dir: Path
     #: that directory's store setting: None (<run_dir>/ajet.sqlite), 'memory', or a SQLite path
     store: str | None
@@ -65,7 +67,13 @@ def resolve_subjects(
         seen[subject.label] = seen.get(subject.label, 0) + 1
         if seen[subject.label] > 1:
             subject.label = f"{subject.label} #{seen[subject.label]}"
+        if subject.source != "run":  # one run directory per model, as `ajet view` lists runs
+            subject.run_dir = eval_dir / _slug(subject.label)
     return subjects
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.") or "model"
 
 
 def model_subject(config: AjetConfig, spec: str, eval_dir: Path, store: str | None) -> EvalSubject:

@@ -79,8 +79,12 @@ def test_eval_of_the_base_model_writes_every_number_and_stores_its_episodes(
     assert report["temperature"] == 1.0  # rollout.sampling.temperature
     assert set(report["pass_at_k"]) == {"1", "2", "3", "4"}
 
-    # the stored episodes (in the eval directory beside run_dir) are the ones scored
-    assert Path(report["store"]).parent.name.startswith("eval-tiny-")
+    # the stored episodes are the ones scored; they are in a run directory of their own, in the eval directory
+    # beside run_dir, that `ajet view` lists as a run (config.yaml, run.json with the run id, the store)
+    model_dir = Path(report["store"]).parent
+    assert model_dir.name == "base" and model_dir.parent.name.startswith("eval-tiny-")
+    assert model_dir.parent.parent == tmp_path and load_run_id(model_dir) == report["run_id"]
+    assert yaml.safe_load((model_dir / "config.yaml").read_text())["model"]["path"] == str(tiny_dir)
     episodes = stored_episodes(report)
     assert len(episodes) == 12
     assert all(e.phase == "eval" and e.step == 0 and e.policy_version == 0 for e in episodes)
