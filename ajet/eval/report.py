@@ -41,7 +41,9 @@ class EvalReport(_Record):
         description="base (the config's model.path), model (a directory) or run (a checkpoint)"
     )
     model_path: str = Field(description="what the engine loaded")
-    run_dir: str | None = Field(None, description="for a run's checkpoint: the run directory")
+    run_dir: str = Field(
+        description="the run directory its episodes are in (base, --model: in the eval directory)"
+    )
     checkpoint: str | None = Field(None, description="for a run's checkpoint: its directory")
     step: int | None = Field(None, description="the training step of the policy evaluated (base: 0)")
     run_id: str = Field(description="the run id its episodes are stored under")

@@ -96,7 +96,7 @@ async def evaluate(
         label=subject.label,
         source=subject.source,
         model_path=subject.model,
-        run_dir=str(subject.run_dir) if subject.source == "run" else None,
+        run_dir=str(subject.run_dir),
         checkpoint=str(subject.checkpoint) if subject.checkpoint else None,
         step=subject.step,
         run_id=subject.run_id,

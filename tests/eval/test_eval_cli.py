@@ -83,6 +83,7 @@ def test_eval_of_the_base_model_writes_every_number_and_stores_its_episodes(
     # beside run_dir, that `ajet view` lists as a run (config.yaml, run.json with the run id, the store)
     model_dir = Path(report["store"]).parent
     assert model_dir.name == "base" and model_dir.parent.name.startswith("eval-tiny-")
+    assert report["run_dir"] == str(model_dir)
     assert model_dir.parent.parent == tmp_path and load_run_id(model_dir) == report["run_id"]
     assert yaml.safe_load((model_dir / "config.yaml").read_text())["model"]["path"] == str(tiny_dir)
     episodes = stored_episodes(report)
