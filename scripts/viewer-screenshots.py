@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ajet.cli.view import bind
+from ajet.core.gateway.app import listening_socket
 from ajet.viewer import create_app
 
 
@@ -30,7 +30,7 @@ def main(run_dir: Path, out: Path) -> None:
     if chromium is None or driver is None:
         sys.exit("needs chromium and chromedriver: apt-get install -y chromium chromium-driver")
     out.mkdir(parents=True, exist_ok=True)
-    sock = bind("127.0.0.1", 0)
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app([run_dir]), log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:

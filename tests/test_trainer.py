@@ -25,7 +25,12 @@ from ajet.core.types import LabeledTask
 from ajet.trainer.engine import LossSettings, TrainingEngine
 from ajet.trainer.loop import Trainer
 from ajet.trainer.samples import assign_advantages, build_samples, compute_episode_advantages
-from tests.workflows.parity import MixedTemperatureWorkflow, ParityWorkflow, TwoTurnWorkflow
+from tests.workflows.parity import (
+    MixedTemperatureWorkflow,
+    ParityWorkflow,
+    RewrittenHistoryWorkflow,
+    TwoTurnWorkflow,
+)
 
 ROOT = Path(__file__).parents[1]
 
@@ -151,6 +156,38 @@ async def test_bf16_autocast_engine_and_trainer_agree_to_bf16_rounding(
         assert torch.isfinite(torch.tensor(metrics["train/loss"]))
     finally:
         await rt.close()
+
+
+async def test_a_step_stores_each_merge_mismatch_where_it_happened(tmp_path: Path, tiny_dir: Path) -> None:
+    """The second call of each episode rewrites the first user message: the trainer stores the mismatch with
+    the position where the ids first differ, and both samples with the advantage they were trained with."""
+    config = parse_config(make_config(tmp_path, tiny_dir, skip_zero_advantage=False), base_dir=ROOT)
+    store = MemoryStore()
+    rt = await build_runtime(config, store=store)
+    try:
+        trainer = Trainer(config, rt, RewrittenHistoryWorkflow)
+        metrics = await trainer.train_step(1)
+    finally:
+        await rt.close()
+    episodes = [e for e in store.episodes(rt.run_id) if e.phase == "train"]
+    assert len(episodes) == 8 and metrics["samples/mismatch/prefix_mismatch"] == 8
+    for episode in episodes:
+        first, second = store.calls(episode.episode_id)
+        previous = first.prompt_ids + first.completion_ids
+        position = next(
+            i for i, (a, b) in enumerate(zip(previous, second.prompt_ids, strict=False)) if a != b
+        )
+        (mismatch,) = store.mismatches(episode.episode_id)
+        assert (mismatch.reason, mismatch.call_id, mismatch.step, mismatch.position) == (
+            "prefix_mismatch",
+            second.call_id,
+            1,
+            position,
+        )
+        assert (mismatch.expected, mismatch.found) == (previous[position], second.prompt_ids[position])
+        samples = store.samples(episode.episode_id)
+        assert [s.call_ids for s in samples] == [[first.call_id], [second.call_id]]
+        assert len({s.advantage for s in samples}) == 1  # one episode, one advantage
 
 
 async def test_one_step_changes_every_trained_parameter_with_finite_losses(runtime: Runtime) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import webbrowser
 from pathlib import Path
 
@@ -31,7 +30,7 @@ def view_command(
 ) -> None:
     """Serve a web page of runs: curves (several runs on one chart), the episode table with filters, and each
     episode's calls and trained tokens. Read-only; a run still training shows its new steps as they come."""
-    from ajet.core.gateway.app import is_loopback
+    from ajet.core.gateway.app import is_loopback, listening_socket
 
     console = Console()
     roots = run_dirs or [Path("runs")]
@@ -53,7 +52,7 @@ def view_command(
             "configs, errors). Pass --allow-remote to serve on it anyway (a network you trust), or use 127.0.0.1",
         )
     try:
-        sock = bind(host, port)
+        sock = listening_socket(host, port)
     except OSError as exc:
         fail(
             console,
@@ -78,16 +77,3 @@ def view_command(
         webbrowser.open(url)
     config = uvicorn.Config(create_app(roots), log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, bound before the server starts so the URL printed has the real port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock

@@ -4,6 +4,7 @@ its loss mask and advantage and every merge mismatch with its position."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -60,17 +61,4 @@ def sample_records(samples: list[Sample], run_id: str, step: int) -> list[Sample
 
 
 def mismatch_records(mismatches: list[Mismatch], run_id: str, step: int) -> list[MismatchRecord]:
-    return [
-        MismatchRecord(
-            run_id=run_id,
-            step=step,
-            episode_id=m.episode_id,
-            agent_name=m.agent_name,
-            call_id=m.call_id,
-            reason=m.reason,
-            position=m.position,
-            expected=m.expected,
-            found=m.found,
-        )
-        for m in mismatches
-    ]
+    return [MismatchRecord(run_id=run_id, step=step, **dataclasses.asdict(m)) for m in mismatches]

@@ -69,9 +69,9 @@ def served(app: Any) -> Iterator[str]:
     """`app` served by uvicorn on a free loopback port in a thread; yields its base URL."""
     import uvicorn
 
-    from ajet.cli.view import bind
+    from ajet.core.gateway.app import listening_socket
 
-    sock = bind("127.0.0.1", 0)
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

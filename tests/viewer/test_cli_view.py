@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from ajet.cli.view import bind
+from ajet.core.gateway.app import listening_socket
 from tests.examples.cli import ROOT, explain, run_ajet
 from tests.viewer.fill import make_run
 
@@ -56,7 +56,7 @@ def test_view_refuses_a_remote_host_without_allow_remote(tmp_path: Path) -> None
 def test_view_names_a_missing_directory_and_a_busy_port(tmp_path: Path) -> None:
     missing = run_ajet("view", str(tmp_path / "nope"), timeout=120)
     assert missing.returncode == 2 and "no such directory" in missing.stdout and "nope" in missing.stdout
-    busy = bind("127.0.0.1", 0)
+    busy = listening_socket("127.0.0.1", 0)
     busy.listen()
     try:
         port = str(busy.getsockname()[1])

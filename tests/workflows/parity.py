@@ -54,3 +54,23 @@ class MixedTemperatureWorkflow(Workflow):
         )
         text = second.choices[0].message.content or ""
         return WorkflowOutput(reward=float(len(text) % 2 == 0))
+
+
+class RewrittenHistoryWorkflow(Workflow):
+    """Two calls where the second rewrites the first user message (as an agent that summarises or truncates its
+    context does), so its prompt cannot extend the first call's sequence: a prefix mismatch, every episode."""
+
+    async def execute(self, workflow_task: WorkflowTask, tuner: AjetTuner) -> WorkflowOutput:
+        client = tuner.as_raw_openai_sdk_client()
+        query = workflow_task.task.main_query
+        first = await client.chat.completions.create(
+            model="ajet-policy", messages=[{"role": "user", "content": query}]
+        )
+        messages = [
+            {"role": "user", "content": "(rewritten) " + query},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "user", "content": "again"},
+        ]
+        second = await client.chat.completions.create(model="ajet-policy", messages=messages)
+        text = second.choices[0].message.content or ""
+        return WorkflowOutput(reward=float(len(text) % 2 == 0))

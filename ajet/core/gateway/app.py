@@ -152,17 +152,7 @@ class Gateway:
             )
         import uvicorn
 
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # TCP_NODELAY matters: without it each response waits ~40 ms for a delayed ACK (Nagle). asyncio sets
-        # it only on sockets whose proto says TCP, so say so; and set it on the listener (Linux inherits it).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
+        sock = listening_socket(host, port)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -186,7 +176,7 @@ class Gateway:
                 raise RuntimeError("the gateway's HTTP server failed to start; see the log above")
             await asyncio.sleep(0.005)
         bound_port = sock.getsockname()[1]
-        url_host = f"[{host}]" if family == socket.AF_INET6 else host
+        url_host = f"[{host}]" if sock.family == socket.AF_INET6 else host
         self.base_url = f"http://{url_host}:{bound_port}/v1"
         return self.base_url
 
@@ -520,3 +510,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) (port 0: a free one), for uvicorn to serve on: bound before the server
+    starts, so the URL printed has the real port. OSError when the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # TCP_NODELAY matters: without it each response waits ~40 ms for a delayed ACK (Nagle). asyncio sets it
+    # only on sockets whose proto says TCP, so say so; and set it on the listener (Linux inherits it).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
