@@ -59,6 +59,8 @@ async def evaluate(
         run_config = with_model(config, model_path, subject)
         store = open_store(subject.store, subject.run_dir)
         runtime = await build_runtime(run_config, registry, store=store, run_id=subject.run_id)
+        if runtime.engine is not None and subject.step:  # calls record the checkpoint's policy version
+            await runtime.engine.serve_as_version(subject.step)
         load_s = time.perf_counter() - loading
         record = subject.source != "run"  # a run's record is its training's; an eval directory gets its own
         if record:

@@ -109,7 +109,8 @@ def summary(viewer: Viewer, run: RunDir) -> dict[str, Any]:
         "status": record.status if record else "unknown",
         "error": record.error if record else None,
         "step": record.step if record else curves.last_step(rows),
-        "steps": train.get("steps"),
+        # out of train.steps for a training run; an eval's or debug's step is that of the policy it ran
+        "steps": train.get("steps") if (record is None or record.kind == "train") else None,
         "started_at": record.started_at if record else None,
         "updated_at": record.updated_at if record else None,
         # a killed run stays "running" in its record, but its updated_at (set each step) stops moving

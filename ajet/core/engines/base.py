@@ -75,6 +75,14 @@ class InferenceEngine(ABC):
         """Serve new weights from now on, as `version` (default: the current version + 1): a state dict, or the
         trainer's own module for in-process engines. Weight syncs (`ajet.trainer.weight_sync`) call this."""
 
+    async def serve_as_version(self, version: int) -> None:
+        """From now on, label the weights being served as policy `version`, without changing them: an engine
+        that loaded a checkpoint trained for `version` steps (`ajet eval`) records its calls as that version."""
+        module = self.shared_module()
+        if module is None:
+            raise NotImplementedError(f"{type(self).__name__} cannot relabel its policy version")
+        await self.load_weights(module, version)  # its own module: nothing is copied
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release threads, sockets or GPU memory."""
 

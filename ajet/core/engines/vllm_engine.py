@@ -138,6 +138,10 @@ class VLLMEngine(InferenceEngine):
         async with self.updating(self.version + 1 if version is None else version):
             await self.reload_weights(str(weights))
 
+    async def serve_as_version(self, version: int) -> None:
+        async with self.updating(version):
+            pass  # the server keeps its weights; requests from now on carry `version`
+
     async def aclose(self) -> None:
         clients, self._clients = self._clients, {}
         loop = asyncio.get_running_loop()
