@@ -142,7 +142,9 @@ def test_base_a_copy_of_it_and_a_lora_run_side_by_side(tmp_path: Path, tiny_dir:
     episodes = stored_episodes(lora)
     evaluated = [e for e in episodes if e.phase == "eval"]
     assert len(evaluated) == 6 and all(e.status == "ok" and e.step == 1 for e in evaluated)
-    assert all(e.policy_version == 1 for e in evaluated)  # served as the version the checkpoint was trained to
+    assert all(
+        e.policy_version == 1 for e in evaluated
+    )  # served as the version the checkpoint was trained to
     assert {e.phase for e in episodes} == {"train", "val", "eval"}  # beside the run's training
     # the LoRA-merged model is another model: at lr 1e-2 its replies differ from the base model's
     assert [e.metadata["answer"] for e in evaluated] != replies[0]
