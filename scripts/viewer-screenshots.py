@@ -3,7 +3,7 @@ chromium-driver; pip install selenium), for the docs:
 
     python scripts/viewer-screenshots.py runs/arithmetic docs/images
 
-Writes viewer-runs.png, viewer-curves.png, viewer-episodes.png and viewer-episode.png into the folder.
+Writes viewer-runs.png, viewer-run.png, viewer-curves.png, viewer-episodes.png and viewer-episode.png into the folder.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def main(run_dir: Path, out: Path) -> None:
         sys.exit("needs chromium and chromedriver: apt-get install -y chromium chromium-driver")
     out.mkdir(parents=True, exist_ok=True)
     sock = listening_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app([run_dir]), log_level="warning"))
+    # the folder of runs, as `ajet view runs/` serves it
+    server = uvicorn.Server(uvicorn.Config(create_app([run_dir.parent]), log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -59,6 +60,7 @@ def main(run_dir: Path, out: Path) -> None:
             print(f"{out / file}: {url + path}")
 
         shoot("/", "table", "viewer-runs.png", 300)
+        shoot(f"/runs/{name}", ".uplot", "viewer-run.png", 1000)
         shoot(f"/compare?run={name}", ".uplot", "viewer-curves.png")
         shoot(f"/runs/{name}/episodes?phase=train", "#episodes tbody tr", "viewer-episodes.png", 900)
         browser.get(url + f"/runs/{name}/episodes?phase=train&reward_min=1")

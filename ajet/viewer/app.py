@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from ajet.core.store import UnknownEpisode
 from ajet.viewer import curves
 from ajet.viewer.episode_view import build_episode_view
+from ajet.viewer.evaluations import evaluations
 from ajet.viewer.filters import PHASES, STATUSES, BadFilter, parse_filter
 from ajet.viewer.runs import RunDir
 from ajet.viewer.state import Viewer, run_record, summary
@@ -56,7 +57,10 @@ def create_app(
 
     def run_page(request: Request) -> Response:
         run = find_run(request.path_params["key"])
-        return page(request, "run.html", run=run, info=summary(viewer, run))
+        info = summary(viewer, run)
+        store = viewer.store(run).store
+        evals = evaluations(store, info["run_id"]) if store is not None and "eval" in info["episodes"] else []
+        return page(request, "run.html", run=run, info=info, evaluations=evals)
 
     def compare_page(request: Request) -> Response:
         keys = request.query_params.getlist("run")

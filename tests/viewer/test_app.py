@@ -254,3 +254,38 @@ def test_a_running_run_whose_record_stopped_moving_is_flagged(tmp_path: Path) ->
         store.update_run("run-killed", status="finished")
         store.close()
         assert "no update for" not in client.get("/").text
+
+
+def test_run_page_scores_its_stored_evaluations_with_pass_at_k(tmp_path: Path, tiny_dir: Path) -> None:
+    run_dir = make_run(tmp_path, "evaluated", str(tiny_dir), episodes=4, steps=2)
+    store = SqliteStore(run_dir / "ajet.sqlite")
+    # step 2: two tasks x 4 samples with 1 and 4 successes (a failed episode counts as a miss); step 0: one
+    # task, 0 of 4. pass@2 at step 2 = mean(1 - C(3,2)/C(4,2), 1) = mean(1 - 3/6, 1) = 0.75
+    outcomes = {(2, "ga"): [True, False, False, None], (2, "gb"): [True] * 4, (0, "gc"): [False] * 4}
+    index = 500
+    for (step, group), successes in outcomes.items():
+        for ok in successes:
+            status = "failed" if ok is None else "ok"
+            store.add_episode(
+                episode(
+                    "run-evaluated",
+                    index,
+                    phase="eval",
+                    step=step,
+                    group_id=group,
+                    status=status,
+                    is_success=ok,
+                    reward=float(bool(ok)),
+                )
+            )
+            index += 1
+    store.close()
+    with TestClient(create_app([tmp_path])) as client:
+        html = client.get("/runs/evaluated").text
+    table = html.split('<table id="evaluations"', 1)[1].split("</table>", 1)[0]
+    assert [h for h in re.findall(r"<th>([^<]+)</th>", table)][-3:] == ["pass@1", "pass@2", "pass@4"]
+    step0, step2 = re.findall(r"<tr><td>(.*?)</tr>", table, flags=re.S)
+    cells = lambda row: re.findall(r"<td>([^<]*)</td>", row)  # noqa: E731
+    # step 0: success 0; pass@k 0. step 2: success 5/8; pass@1 = mean(1/4, 1) = 0.625, pass@4 = 1
+    assert cells(step0)[-4:] == ["0.000", "0.000", "0.000", "0.000"]
+    assert cells(step2) == ["2 × 4", "1", "0.625", "0.625", "0.750", "1.000"]
