@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 import time
@@ -27,6 +28,8 @@ from ajet.core.workflow import Workflow
 from ajet.eval.report import EvalReport, task_results, totals
 from ajet.eval.subjects import EvalSubject
 from ajet.trainer.run_files import save_run_config
+
+log = logging.getLogger(__name__)
 
 
 def eval_seed(seed: int) -> int:
@@ -60,7 +63,10 @@ async def evaluate(
         store = open_store(subject.store, subject.run_dir)
         runtime = await build_runtime(run_config, registry, store=store, run_id=subject.run_id)
         if runtime.engine is not None and subject.step:  # calls record the checkpoint's policy version
-            await runtime.engine.serve_as_version(subject.step)
+            try:
+                await runtime.engine.serve_as_version(subject.step)
+            except NotImplementedError as exc:  # a plugin engine without it: its calls say version 0
+                log.warning("%s; the eval episodes of step %d record policy version 0", exc, subject.step)
         load_s = time.perf_counter() - loading
         record = subject.source != "run"  # a run's record is its training's; an eval directory gets its own
         if record:
